@@ -1,0 +1,218 @@
+/* `t2 model ...`: the engine in-process, no daemon. */
+#include "cmd_model.h"
+#include "cli.h"
+
+#include <t2/error.h>
+#include <t2/model.h>
+#include <t2/npy.h>
+#include <t2/sampler.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(const char *what, t2_status s) {
+    fprintf(stderr, "t2: %s: %s: %s\n", what, t2_strerror(s), t2_last_error());
+    return T2_EXIT_ERROR;
+}
+
+/* --model DIR [--threads N]: load or print why not. */
+static t2_model *open_model(cli_opts *o, int *rc) {
+    const char *dir = cli_str(o, "model");
+    long long threads = 0;
+    if (!dir) {
+        fprintf(stderr, "t2: --model DIR is required\n");
+        *rc = T2_EXIT_USAGE;
+        return NULL;
+    }
+    if (cli_int(o, "threads", 0, 1024, &threads)) {
+        *rc = T2_EXIT_USAGE;
+        return NULL;
+    }
+    t2_model_params mp = t2_model_default_params();
+    mp.path = dir;
+    mp.n_threads = (int)threads;
+    t2_status s;
+    t2_model *m = t2_model_load(&mp, &s);
+    if (!m) *rc = fail("cannot load model", s);
+    return m;
+}
+
+int t2_cmd_model_info(int argc, char **argv) {
+    cli_opts o;
+    int rc = T2_EXIT_OK;
+    if (cli_init(&o, argc - 1, argv + 1)) return T2_EXIT_ERROR;
+    int json = cli_flag(&o, "json");
+    t2_model *m = open_model(&o, &rc);
+    if (m && cli_done(&o, "model info")) rc = T2_EXIT_USAGE;
+    if (m && !rc) {
+        const t2_model_config *c = t2_model_get_config(m);
+        const t2_st *st = t2_model_tensors(m);
+        size_t by_dtype[T2_DTYPE_COUNT] = {0};
+        for (size_t i = 0; i < t2_st_count(st); i++) by_dtype[t2_st_at(st, i)->dtype]++;
+        const char *rope = c->rope_kind == T2_ROPE_LLAMA3 ? "llama3" : c->rope_kind == T2_ROPE_LINEAR ? "linear" : "default";
+        if (json) {
+            printf("{\"model_type\": \"%s\", \"params\": %lld, \"layers\": %d, \"hidden\": %d, \"ffn\": %d, \"heads\": %d, "
+                   "\"kv_heads\": %d, \"head_dim\": %d, \"vocab\": %d, \"rope\": \"%s\", \"rope_theta\": %g, "
+                   "\"tied_embeddings\": %s, \"weight_dtype\": \"%s\", \"tensors\": %zu, \"bytes\": %zu}\n",
+                   c->model_type, (long long)t2_model_n_params(m), c->n_layers, c->hidden_size, c->intermediate_size,
+                   c->n_heads, c->n_kv_heads, c->head_dim, c->vocab_size, rope, c->rope_theta,
+                   c->tie_word_embeddings ? "true" : "false", t2_dtype_name(t2_model_weight_dtype(m)), t2_st_count(st),
+                   t2_st_data_bytes(st));
+        } else {
+            printf("architecture   %s (%d layers, hidden %d, ffn %d)\n", c->model_type, c->n_layers, c->hidden_size,
+                   c->intermediate_size);
+            printf("attention      %d heads, %d kv heads (%s), head_dim %d%s\n", c->n_heads, c->n_kv_heads,
+                   c->n_heads == c->n_kv_heads ? "MHA" : "GQA", c->head_dim, c->attention_bias ? ", q/k/v bias" : "");
+            printf("rope           %s, theta %g", rope, c->rope_theta);
+            if (c->rope_kind != T2_ROPE_DEFAULT) printf(", factor %g", c->rope_factor);
+            printf("\n");
+            if (c->sliding_window) printf("sliding window %d\n", c->sliding_window);
+            printf("vocab          %d%s\n", c->vocab_size, c->tie_word_embeddings ? " (tied embeddings)" : "");
+            printf("parameters     %lld (%.3f B)\n", (long long)t2_model_n_params(m), t2_model_n_params(m) / 1e9);
+            printf("tensors        %zu:", t2_st_count(st));
+            for (int d = 0; d < T2_DTYPE_COUNT; d++)
+                if (by_dtype[d]) printf(" %zu %s", by_dtype[d], t2_dtype_name((t2_dtype)d));
+            printf("\nweights        %.1f MB mapped, %.1f MB read per decoded token\n", t2_st_data_bytes(st) / 1e6,
+                   t2_model_decode_bytes(m) / 1e6);
+        }
+    }
+    t2_model_free(m);
+    cli_free(&o);
+    return rc;
+}
+
+int t2_cmd_model_logits(int argc, char **argv) {
+    cli_opts o;
+    int rc = T2_EXIT_OK;
+    if (cli_init(&o, argc - 1, argv + 1)) return T2_EXIT_ERROR;
+    const char *ids_s = cli_str(&o, "ids"), *out = cli_str(&o, "out");
+    t2_model *m = open_model(&o, &rc);
+    int32_t *ids = NULL;
+    int n = 0;
+    if (m && (!ids_s || !out)) {
+        fprintf(stderr, "t2 model logits: --ids and --out are required\n");
+        rc = T2_EXIT_USAGE;
+    }
+    if (m && !rc && (cli_done(&o, "model logits") || cli_parse_ids(ids_s, "--ids", &ids, &n))) rc = T2_EXIT_USAGE;
+    if (m && !rc) {
+        const t2_model_config *c = t2_model_get_config(m);
+        t2_ctx_params cp = t2_ctx_default_params();
+        cp.n_ctx = n;
+        cp.n_batch = n;
+        t2_status s;
+        t2_ctx *ctx = t2_ctx_new(m, &cp, &s);
+        float *logits = ctx ? malloc((size_t)n * (size_t)c->vocab_size * sizeof(float)) : NULL;
+        int32_t *pos = malloc((size_t)n * sizeof *pos), *seq = calloc((size_t)n, sizeof *seq);
+        uint8_t *want = malloc((size_t)n);
+        if (!ctx) rc = fail("cannot create context", s);
+        else if (!logits || !pos || !seq || !want) rc = fail("logits", T2_ERR_NOMEM);
+        else {
+            for (int i = 0; i < n; i++) pos[i] = i, want[i] = 1;
+            t2_batch b = {.n = n, .token = ids, .pos = pos, .seq = seq, .want = want};
+            int64_t shape[2] = {n, c->vocab_size};
+            if ((s = t2_ctx_decode(ctx, &b, logits))) rc = fail("forward", s);
+            else if ((s = t2_npy_write_f32(out, logits, shape, 2))) rc = fail("cannot write logits", s);
+        }
+        free(logits);
+        free(pos);
+        free(seq);
+        free(want);
+        t2_ctx_free(ctx);
+    }
+    free(ids);
+    t2_model_free(m);
+    cli_free(&o);
+    return rc;
+}
+
+/* --stop-ids "1,2;7": token sequences that end generation. */
+static int parse_stops(const char *s, int32_t ***stops, int **lens, int *n) {
+    *n = 0;
+    *stops = NULL;
+    *lens = NULL;
+    if (!s) return 0;
+    int cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ';';
+    *stops = calloc((size_t)cap, sizeof **stops);
+    *lens = calloc((size_t)cap, sizeof **lens);
+    char *copy = strdup(s);
+    if (!*stops || !*lens || !copy) {
+        free(copy);
+        return -1;
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
+        if (cli_parse_ids(tok, "--stop-ids", &(*stops)[*n], &(*lens)[*n])) {
+            free(copy);
+            return -1;
+        }
+        (*n)++;
+    }
+    free(copy);
+    return 0;
+}
+
+int t2_cmd_model_generate(int argc, char **argv) {
+    cli_opts o;
+    int rc = T2_EXIT_OK;
+    if (cli_init(&o, argc - 1, argv + 1)) return T2_EXIT_ERROR;
+    const char *ids_s = cli_str(&o, "ids"), *stop_s = cli_str(&o, "stop-ids");
+    long long max_tokens = 32, seed = 0, top_k = 0, n_ctx = 0;
+    double temp = 0.0, top_p = 1.0;
+    int json = cli_flag(&o, "json"), stop_eos = cli_flag(&o, "stop-eos");
+    int bad = cli_int(&o, "max-tokens", 0, 1 << 20, &max_tokens) || cli_int(&o, "seed", 0, INT64_MAX, &seed) ||
+              cli_int(&o, "top-k", 0, 1 << 24, &top_k) || cli_int(&o, "n-ctx", 0, 1 << 24, &n_ctx) ||
+              cli_float(&o, "temperature", 0, 100, &temp) || cli_float(&o, "top-p", 1e-6, 1, &top_p);
+    t2_model *m = bad ? NULL : open_model(&o, &rc);
+    if (bad) rc = T2_EXIT_USAGE;
+    int32_t *ids = NULL, **stops = NULL;
+    int n = 0, n_stops = 0, *stop_lens = NULL;
+    if (m && !ids_s) {
+        fprintf(stderr, "t2 model generate: --ids is required\n");
+        rc = T2_EXIT_USAGE;
+    }
+    if (m && !rc &&
+        (cli_done(&o, "model generate") || cli_parse_ids(ids_s, "--ids", &ids, &n) ||
+         parse_stops(stop_s, &stops, &stop_lens, &n_stops)))
+        rc = T2_EXIT_USAGE;
+    if (m && !rc) {
+        t2_ctx_params cp = t2_ctx_default_params();
+        cp.n_ctx = n_ctx ? (int)n_ctx : n + (int)max_tokens;
+        cp.n_batch = n < 512 ? n : 512;
+        t2_sampler_params sp = t2_sampler_default_params();
+        sp.temperature = (float)temp;
+        sp.top_p = (float)top_p;
+        sp.top_k = (int)top_k;
+        sp.seed = (uint64_t)seed;
+        t2_status s;
+        t2_ctx *ctx = t2_ctx_new(m, &cp, &s);
+        t2_sampler *smp = ctx ? t2_sampler_new(&sp, t2_model_get_config(m)->vocab_size, &s) : NULL;
+        t2_generation g = {0};
+        t2_generate_params gp = {.max_tokens = (int)max_tokens, .stop_at_eos = stop_eos,
+                                 .stops = (const int32_t *const *)stops, .stop_lens = stop_lens, .n_stops = n_stops};
+        if (!ctx || !smp) rc = fail("cannot set up generation", s);
+        else if ((s = t2_generate(ctx, 0, ids, n, smp, &gp, &g))) rc = fail("generate", s);
+        else if (json) {
+            static const char *why[] = {"length", "eos", "stop", "callback"};
+            printf("{\"ids\": [");
+            for (int i = 0; i < g.n; i++) printf(i ? ", %d" : "%d", g.tokens[i]);
+            printf("], \"logprobs\": [");
+            for (int i = 0; i < g.n; i++) printf(i ? ", %.7g" : "%.7g", g.logprobs[i]);
+            printf("], \"stop\": \"%s\"}\n", why[g.stop]);
+        } else {
+            for (int i = 0; i < g.n; i++) printf(i ? " %d" : "%d", g.tokens[i]);
+            printf("\n");
+        }
+        t2_generation_clear(&g);
+        t2_sampler_free(smp);
+        t2_ctx_free(ctx);
+    }
+    for (int i = 0; i < n_stops; i++) free(stops[i]);
+    free(stops);
+    free(stop_lens);
+    free(ids);
+    t2_model_free(m);
+    cli_free(&o);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* t2 — the T2 command line. `t2 model ...` runs the engine in-process; the daemon commands come
+ * with t2d. */
+#include "cli.h"
+#include "cmd_model.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *s_usage =
+    "usage: t2 <command> [options]\n"
+    "\n"
+    "In-process (no daemon):\n"
+    "  t2 model info --model DIR [--json]\n"
+    "      architecture, parameter count, dtypes\n"
+    "  t2 model logits --model DIR --ids 1,2,3 --out F.npy\n"
+    "      float32 logits of every position, shape [n_tokens, vocab], numpy .npy\n"
+    "  t2 model generate --model DIR --ids 1,2,3 [--max-tokens N] [--temperature T] [--top-k K]\n"
+    "                    [--top-p P] [--seed S] [--stop-eos] [--stop-ids 1,2;3] [--json]\n"
+    "      greedy unless --temperature > 0; prints the generated ids (JSON: ids, logprobs, stop)\n"
+    "\n"
+    "Common options: --threads N (kernel threads; default: all cores)\n"
+    "Environment: T2_KERNELS=portable|avx2|avx512|avx512bf16 forces a kernel set.\n"
+    "Exit codes: 0 ok, 1 error (message on stderr), 2 usage.\n";
+
+typedef int (*cmd_fn)(int, char **);
+static const struct { const char *group, *name; cmd_fn fn; } s_cmds[] = {
+    {"model", "info", t2_cmd_model_info},
+    {"model", "logits", t2_cmd_model_logits},
+    {"model", "generate", t2_cmd_model_generate},
+};
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(s_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? T2_EXIT_USAGE : T2_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("t2 %s\n", T2_VERSION);
+        return T2_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof s_cmds / sizeof *s_cmds; i++)
+        if (argc >= 3 && !strcmp(argv[1], s_cmds[i].group) && !strcmp(argv[2], s_cmds[i].name))
+            return s_cmds[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "t2: unknown command \"%s%s%s\"\n\n%s", argv[1], argc >= 3 ? " " : "", argc >= 3 ? argv[2] : "", s_usage);
+    return T2_EXIT_USAGE;
+}

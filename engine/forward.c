@@ -1,0 +1,285 @@
+/* The Llama-family forward over a mixed batch (prompt chunks and decode tokens of many sequences),
+ * in f32, with Hugging Face's semantics:
+ *   h = embed[token]
+ *   per layer: a = rmsnorm(h)·w_in; q,k,v = a·Wqᵀ(+b), ...; rope(q,k); cache k,v;
+ *              h += softmax(q·kᵀ/√d, causal [, sliding window]) · v · Woᵀ
+ *              a = rmsnorm(h)·w_post; h += (silu(a·Wgᵀ) ⊙ a·Wuᵀ) · Wdᵀ
+ *   logits = rmsnorm(h)·w_final · Wlmᵀ   (only for the rows asked for)
+ * RoPE pairs dimension i with i + d/2 ("rotate_half"); angles are computed in f32 as
+ * (float)pos · inv_freq exactly as the reference does, so long positions agree too.
+ * All scratch is allocated by t2_ctx_new; nothing is allocated per batch. */
+#include <t2/model.h>
+#include <t2/error.h>
+
+#include "matmul.h"
+#include "model_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct t2_ctx {
+    t2_model *m;
+    t2_ctx_params p;
+    int kv_dim, q_dim;
+    float *kc, *vc;        /* [n_layers][n_seq][n_ctx][kv_dim] */
+    int *seq_len;          /* [n_seq] */
+    float *rope_cos, *rope_sin;  /* [n_ctx][hd/2] */
+    /* per-batch scratch, rows ≤ n_batch */
+    float *x;              /* [B × H] residual stream */
+    float *xb;             /* [B × H] normed input of a block */
+    float *q;              /* [B × q_dim] */
+    float *k, *v;          /* [B × kv_dim] */
+    float *att;            /* [B × q_dim] attention output */
+    float *hg, *hu;        /* [B × F] */
+    float *scores;         /* [n_threads × n_ctx] */
+    int *out_rows;         /* [B] rows whose logits are wanted */
+    t2_mm mm;
+};
+
+t2_ctx_params t2_ctx_default_params(void) { return (t2_ctx_params){.n_ctx = 2048, .n_seq = 1, .n_batch = 512}; }
+
+const t2_model *t2_ctx_model(const t2_ctx *c) { return c->m; }
+t2_ctx_params t2_ctx_get_params(const t2_ctx *c) { return c->p; }
+
+void t2_ctx_free(t2_ctx *c) {
+    if (!c) return;
+    void *bufs[] = {c->kc, c->vc, c->seq_len, c->rope_cos, c->rope_sin, c->x, c->xb, c->q, c->k, c->v,
+                    c->att, c->hg, c->hu, c->scores, c->out_rows, c->mm.panel, c->mm.xbf};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(c);
+}
+
+/* inv_freq per HF (rope_type default / linear / llama3), in f32. */
+static void rope_tables(const t2_model_config *cfg, int n_ctx, float *cs, float *sn) {
+    int half = cfg->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float inv = (float)(1.0 / pow(cfg->rope_theta, (double)(2 * i) / cfg->head_dim));
+        if (cfg->rope_kind == T2_ROPE_LLAMA3) {
+            double orig = cfg->rope_original_max_pos, lo = cfg->rope_low_freq_factor, hi = cfg->rope_high_freq_factor;
+            double wavelen = 2 * M_PI / inv, low_wl = orig / lo, high_wl = orig / hi;
+            if (wavelen > low_wl) inv = (float)(inv / cfg->rope_factor);
+            else if (wavelen >= high_wl) {
+                double smooth = (orig / wavelen - lo) / (hi - lo);
+                inv = (float)((1 - smooth) * inv / cfg->rope_factor + smooth * inv);
+            }
+        }
+        for (int p = 0; p < n_ctx; p++) {
+            float pos = cfg->rope_kind == T2_ROPE_LINEAR ? (float)p / (float)cfg->rope_factor : (float)p;
+            float a = pos * inv;
+            cs[(size_t)p * half + i] = cosf(a);
+            sn[(size_t)p * half + i] = sinf(a);
+        }
+    }
+}
+
+t2_ctx *t2_ctx_new(t2_model *m, const t2_ctx_params *pp, t2_status *err) {
+    t2_ctx_params p = pp ? *pp : t2_ctx_default_params();
+    if (p.n_ctx < 1 || p.n_seq < 1 || p.n_batch < 1 || p.n_ctx > (1 << 24) || p.n_seq > 4096 || p.n_batch > (1 << 16)) {
+        *err = t2_set_error(T2_ERR_INVALID_ARG, "context: n_ctx %d, n_seq %d, n_batch %d out of range", p.n_ctx, p.n_seq,
+                            p.n_batch);
+        return NULL;
+    }
+    const t2_model_config *cfg = &m->cfg;
+    t2_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        *err = t2_set_error(T2_ERR_NOMEM, "context: out of memory");
+        return NULL;
+    }
+    c->m = m;
+    c->p = p;
+    c->kv_dim = cfg->n_kv_heads * cfg->head_dim;
+    c->q_dim = cfg->n_heads * cfg->head_dim;
+    size_t B = (size_t)p.n_batch, H = (size_t)cfg->hidden_size, F = (size_t)cfg->intermediate_size;
+    size_t kv = (size_t)cfg->n_layers * p.n_seq * (size_t)p.n_ctx * (size_t)c->kv_dim;
+    size_t half = (size_t)cfg->head_dim / 2, maxK = H > F ? H : F;
+    if (maxK < (size_t)c->q_dim) maxK = (size_t)c->q_dim;
+    c->kc = malloc(kv * sizeof(float));
+    c->vc = malloc(kv * sizeof(float));
+    c->seq_len = calloc((size_t)p.n_seq, sizeof(int));
+    c->rope_cos = malloc((size_t)p.n_ctx * half * sizeof(float));
+    c->rope_sin = malloc((size_t)p.n_ctx * half * sizeof(float));
+    c->x = malloc(B * H * sizeof(float));
+    c->xb = malloc(B * H * sizeof(float));
+    c->q = malloc(B * (size_t)c->q_dim * sizeof(float));
+    c->k = malloc(B * (size_t)c->kv_dim * sizeof(float));
+    c->v = malloc(B * (size_t)c->kv_dim * sizeof(float));
+    c->att = malloc(B * (size_t)c->q_dim * sizeof(float));
+    c->hg = malloc(B * F * sizeof(float));
+    c->hu = malloc(B * F * sizeof(float));
+    c->scores = malloc((size_t)m->n_threads * (size_t)p.n_ctx * sizeof(float));
+    c->out_rows = malloc(B * sizeof(int));
+    c->mm.k = m->kern;
+    c->mm.pool = m->pool;
+    c->mm.panel_elems = maxK * 16 > (1u << 20) ? maxK * 16 : (1u << 20);
+    c->mm.panel = malloc(c->mm.panel_elems * sizeof(float));
+    c->mm.xbf_elems = (size_t)(B < T2_GEMM_MIN_ROWS ? B : T2_GEMM_MIN_ROWS) * maxK;
+    c->mm.xbf = malloc(3 * c->mm.xbf_elems * sizeof(uint16_t));
+    if (!c->kc || !c->vc || !c->seq_len || !c->rope_cos || !c->rope_sin || !c->x || !c->xb || !c->q || !c->k || !c->v ||
+        !c->att || !c->hg || !c->hu || !c->scores || !c->out_rows || !c->mm.panel || !c->mm.xbf) {
+        t2_ctx_free(c);
+        *err = t2_set_error(T2_ERR_NOMEM, "context: out of memory (KV cache %zu MB for n_ctx %d × n_seq %d)",
+                            2 * kv * sizeof(float) >> 20, p.n_ctx, p.n_seq);
+        return NULL;
+    }
+    rope_tables(cfg, p.n_ctx, c->rope_cos, c->rope_sin);
+    *err = T2_OK;
+    return c;
+}
+
+int t2_ctx_seq_len(const t2_ctx *c, int seq) { return seq >= 0 && seq < c->p.n_seq ? c->seq_len[seq] : 0; }
+void t2_ctx_seq_clear(t2_ctx *c, int seq) {
+    if (seq >= 0 && seq < c->p.n_seq) c->seq_len[seq] = 0;
+}
+
+/* out = x / sqrt(mean(x²) + eps) · w (the sum in double: H can be large). */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float inv = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * inv);
+}
+
+static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * hd;
+        for (int i = 0; i < half; i++) {
+            float a = x[i], b = x[i + half];
+            x[i] = a * cs[i] - b * sn[i];
+            x[i + half] = b * cs[i] + a * sn[i];
+        }
+    }
+}
+
+static inline float *kv_at(const t2_ctx *c, float *base, int layer, int seq, int pos) {
+    return base + (((size_t)layer * c->p.n_seq + (size_t)seq) * c->p.n_ctx + (size_t)pos) * c->kv_dim;
+}
+
+typedef struct att_job {
+    t2_ctx *c;
+    const t2_batch *b;
+    int layer;
+} att_job;
+
+/* One task: one row, one KV head, all the query heads that share it. */
+static void attention_task(void *arg, int task, int thread) {
+    att_job *j = arg;
+    t2_ctx *c = j->c;
+    const t2_model_config *cfg = &c->m->cfg;
+    const t2_kernels *K = c->m->kern;
+    int nkv = cfg->n_kv_heads, hd = cfg->head_dim, group = cfg->n_heads / nkv;
+    int r = task / nkv, g = task % nkv;
+    int seq = j->b->seq[r], pos = j->b->pos[r];
+    int lo = cfg->sliding_window > 0 && pos - cfg->sliding_window + 1 > 0 ? pos - cfg->sliding_window + 1 : 0;
+    float *sc = c->scores + (size_t)thread * c->p.n_ctx;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *kbase = kv_at(c, c->kc, j->layer, seq, 0) + (size_t)g * hd;
+    const float *vbase = kv_at(c, c->vc, j->layer, seq, 0) + (size_t)g * hd;
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        const float *q = c->q + (size_t)r * c->q_dim + (size_t)h * hd;
+        float *o = c->att + (size_t)r * c->q_dim + (size_t)h * hd;
+        float mx = -INFINITY;
+        for (int t = lo; t <= pos; t++) {
+            sc[t] = K->dot(q, kbase + (size_t)t * c->kv_dim, hd) * scale;
+            if (sc[t] > mx) mx = sc[t];
+        }
+        float sum = 0;
+        for (int t = lo; t <= pos; t++) sum += (sc[t] = expf(sc[t] - mx));
+        float inv = 1.0f / sum;
+        memset(o, 0, (size_t)hd * sizeof *o);
+        for (int t = lo; t <= pos; t++) K->axpy(sc[t] * inv, vbase + (size_t)t * c->kv_dim, o, hd);
+    }
+}
+
+static t2_status check_batch(const t2_ctx *c, const t2_batch *b, int *n_out) {
+    const t2_model_config *cfg = &c->m->cfg;
+    if (!b || b->n < 1 || !b->token || !b->pos || !b->seq)
+        return t2_set_error(T2_ERR_INVALID_ARG, "decode: empty batch or missing token/pos/seq arrays");
+    if (b->n > c->p.n_batch)
+        return t2_set_error(T2_ERR_FULL, "decode: %d rows exceed the context's n_batch %d", b->n, c->p.n_batch);
+    /* next expected position per sequence, -1 = not seen in this batch yet */
+    int n = 0;
+    for (int r = 0; r < b->n; r++) {
+        if (b->token[r] < 0 || b->token[r] >= cfg->vocab_size)
+            return t2_set_error(T2_ERR_RANGE, "decode: row %d: token id %d outside the vocabulary [0, %d)", r, b->token[r],
+                                cfg->vocab_size);
+        if (b->seq[r] < 0 || b->seq[r] >= c->p.n_seq)
+            return t2_set_error(T2_ERR_RANGE, "decode: row %d: sequence %d outside [0, %d)", r, b->seq[r], c->p.n_seq);
+        if (b->pos[r] < 0 || b->pos[r] >= c->p.n_ctx)
+            return t2_set_error(T2_ERR_FULL, "decode: row %d: position %d outside the context of %d", r, b->pos[r],
+                                c->p.n_ctx);
+        int prev = -1;
+        for (int q = r - 1; q >= 0; q--)
+            if (b->seq[q] == b->seq[r]) {
+                prev = b->pos[q];
+                break;
+            }
+        if (prev >= 0 ? b->pos[r] != prev + 1 : b->pos[r] > c->seq_len[b->seq[r]])
+            return t2_set_error(T2_ERR_RANGE, "decode: row %d: position %d leaves a gap in sequence %d (expected %d)", r,
+                                b->pos[r], b->seq[r], prev >= 0 ? prev + 1 : c->seq_len[b->seq[r]]);
+        if (b->want ? b->want[r] : r == b->n - 1) n++;
+    }
+    *n_out = n;
+    return T2_OK;
+}
+
+static void embed_row(const t2_model *m, int tok, float *out) {
+    const t2_weight *e = &m->embed;
+    size_t H = (size_t)e->cols, off = (size_t)tok * H;
+    if (e->dtype == T2_F32) memcpy(out, (const float *)e->data + off, H * sizeof(float));
+    else if (e->dtype == T2_BF16) m->kern->cvt_bf16((const uint16_t *)e->data + off, out, H);
+    else m->kern->cvt_f16((const uint16_t *)e->data + off, out, H);
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+t2_status t2_ctx_decode(t2_ctx *c, const t2_batch *b, float *logits) {
+    int n_out = 0;
+    t2_status s = check_batch(c, b, &n_out);
+    if (s) return s;
+    if (n_out && !logits) return t2_set_error(T2_ERR_INVALID_ARG, "decode: logits requested but no output buffer");
+    const t2_model *m = c->m;
+    const t2_model_config *cfg = &m->cfg;
+    int R = b->n, H = cfg->hidden_size, F = cfg->intermediate_size, hd = cfg->head_dim, half = hd / 2;
+    float eps = cfg->rms_norm_eps;
+    /* the rows of one sequence may rewind it: its length becomes the batch's last position + 1 */
+    for (int r = 0; r < R; r++) c->seq_len[b->seq[r]] = b->pos[r] + 1;
+
+    for (int r = 0; r < R; r++) embed_row(m, b->token[r], c->x + (size_t)r * H);
+
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const t2_layer *L = &m->layers[l];
+        for (int r = 0; r < R; r++) rmsnorm(c->xb + (size_t)r * H, c->x + (size_t)r * H, L->attn_norm, H, eps);
+        t2_matmul_forward(&c->mm, c->q, (size_t)c->q_dim, c->xb, (size_t)H, &L->wq, L->bq, R);
+        t2_matmul_forward(&c->mm, c->k, (size_t)c->kv_dim, c->xb, (size_t)H, &L->wk, L->bk, R);
+        t2_matmul_forward(&c->mm, c->v, (size_t)c->kv_dim, c->xb, (size_t)H, &L->wv, L->bv, R);
+        for (int r = 0; r < R; r++) {
+            size_t ro = (size_t)b->pos[r] * half;
+            rope(c->q + (size_t)r * c->q_dim, cfg->n_heads, hd, c->rope_cos + ro, c->rope_sin + ro);
+            rope(c->k + (size_t)r * c->kv_dim, cfg->n_kv_heads, hd, c->rope_cos + ro, c->rope_sin + ro);
+            memcpy(kv_at(c, c->kc, l, b->seq[r], b->pos[r]), c->k + (size_t)r * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+            memcpy(kv_at(c, c->vc, l, b->seq[r], b->pos[r]), c->v + (size_t)r * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+        }
+        att_job aj = {c, b, l};
+        t2_pool_run(m->pool, R * cfg->n_kv_heads, attention_task, &aj);
+        t2_matmul_forward(&c->mm, c->xb, (size_t)H, c->att, (size_t)c->q_dim, &L->wo, NULL, R);
+        for (size_t i = 0; i < (size_t)R * H; i++) c->x[i] += c->xb[i];
+
+        for (int r = 0; r < R; r++) rmsnorm(c->xb + (size_t)r * H, c->x + (size_t)r * H, L->ffn_norm, H, eps);
+        t2_matmul_forward(&c->mm, c->hg, (size_t)F, c->xb, (size_t)H, &L->wg, NULL, R);
+        t2_matmul_forward(&c->mm, c->hu, (size_t)F, c->xb, (size_t)H, &L->wu, NULL, R);
+        for (size_t i = 0; i < (size_t)R * F; i++) c->hg[i] = silu(c->hg[i]) * c->hu[i];
+        t2_matmul_forward(&c->mm, c->xb, (size_t)H, c->hg, (size_t)F, &L->wd, NULL, R);
+        for (size_t i = 0; i < (size_t)R * H; i++) c->x[i] += c->xb[i];
+    }
+
+    if (!n_out) return T2_OK;
+    int o = 0;
+    for (int r = 0; r < R; r++)
+        if (b->want ? b->want[r] : r == R - 1) c->out_rows[o++] = r;
+    for (int i = 0; i < n_out; i++)
+        rmsnorm(c->xb + (size_t)i * H, c->x + (size_t)c->out_rows[i] * H, m->final_norm, H, eps);
+    t2_matmul_forward(&c->mm, logits, (size_t)cfg->vocab_size, c->xb, (size_t)H, &m->lm_head, NULL, n_out);
+    return T2_OK;
+}

@@ -1,0 +1,75 @@
+#include "matmul.h"
+
+#include <cblas.h>
+#include <string.h>
+
+typedef struct gemv_job {
+    const t2_mm *mm;
+    const t2_weight *w;
+    const float *x;
+    size_t ldx;
+    float *out;
+    size_t ldo;
+    int R;
+    int chunk;     /* output rows per task */
+    const uint16_t *xbf;
+} gemv_job;
+
+static void gemv_task(void *arg, int task, int thread) {
+    (void)thread;
+    const gemv_job *j = arg;
+    int i0 = task * j->chunk, n = j->w->rows - i0 < j->chunk ? j->w->rows - i0 : j->chunk;
+    size_t es = t2_dtype_size(j->w->dtype);
+    const char *wp = (const char *)j->w->data + (size_t)i0 * (size_t)j->w->cols * es;
+    j->mm->k->gemv[j->w->dtype](wp, n, j->w->cols, j->x, j->ldx, j->R, j->out + i0, j->ldo, j->xbf);
+}
+
+static void gemv_path(const t2_mm *mm, float *out, size_t ldo, const float *x, size_t ldx, const t2_weight *w, int R) {
+    int K = w->cols, threads = t2_pool_threads(mm->pool);
+    const uint16_t *xbf = NULL;
+    if (w->dtype == T2_BF16 && mm->k->bf16_split_x) {
+        /* planes hi/mid/lo, each [R × K] */
+        size_t plane = (size_t)R * (size_t)K;
+        uint16_t *b = mm->xbf;
+        for (int r = 0; r < R; r++)
+            t2_split_bf16(x + (size_t)r * ldx, (size_t)K, b + (size_t)r * K, b + plane + (size_t)r * K,
+                          b + 2 * plane + (size_t)r * K);
+        xbf = b;
+    }
+    /* ~8 tasks per thread for balance, each a multiple of 4 rows (the kernels' block) */
+    int chunk = (w->rows + threads * 8 - 1) / (threads * 8);
+    chunk = (chunk + 3) & ~3;
+    if (chunk < 16) chunk = 16;
+    gemv_job j = {mm, w, x, ldx, out, ldo, R, chunk, xbf};
+    t2_pool_run(mm->pool, (w->rows + chunk - 1) / chunk, gemv_task, &j);
+}
+
+static void gemm_path(const t2_mm *mm, float *out, size_t ldo, const float *x, size_t ldx, const t2_weight *w, int R) {
+    int n = w->rows, K = w->cols;
+    t2_pool_park(mm->pool);
+    if (w->dtype == T2_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, n, K, 1.0f, x, (int)ldx, w->data, K, 0.0f, out, (int)ldo);
+        return;
+    }
+    int P = (int)(mm->panel_elems / (size_t)K) & ~15;
+    if (P < 16) P = 16;
+    for (int i0 = 0; i0 < n; i0 += P) {
+        int np = n - i0 < P ? n - i0 : P;
+        const uint16_t *src = (const uint16_t *)w->data + (size_t)i0 * (size_t)K;
+        if (w->dtype == T2_BF16) mm->k->cvt_bf16(src, mm->panel, (size_t)np * (size_t)K);
+        else mm->k->cvt_f16(src, mm->panel, (size_t)np * (size_t)K);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, np, K, 1.0f, x, (int)ldx, mm->panel, K, 0.0f, out + i0,
+                    (int)ldo);
+    }
+}
+
+void t2_matmul_forward(const t2_mm *mm, float *out, size_t ldo, const float *x, size_t ldx, const t2_weight *w,
+                       const float *bias, int R) {
+    if (R < T2_GEMM_MIN_ROWS) gemv_path(mm, out, ldo, x, ldx, w, R);
+    else gemm_path(mm, out, ldo, x, ldx, w, R);
+    if (bias)
+        for (int r = 0; r < R; r++) {
+            float *o = out + (size_t)r * ldo;
+            for (int i = 0; i < w->rows; i++) o[i] += bias[i];
+        }
+}

@@ -1,0 +1,35 @@
+/* Private: the model's parts, shared by model.c (loading) and forward.c (running). */
+#ifndef T2_MODEL_IMPL_H
+#define T2_MODEL_IMPL_H
+
+#include <t2/model.h>
+
+#include "kernels.h"
+#include "pool.h"
+
+typedef struct t2_layer {
+    const float *attn_norm;       /* [H] */
+    const float *ffn_norm;        /* [H] */
+    const float *bq, *bk, *bv;    /* [nh·hd], [nkv·hd], [nkv·hd] or NULL */
+    t2_weight wq;                 /* [nh·hd × H] */
+    t2_weight wk, wv;             /* [nkv·hd × H] */
+    t2_weight wo;                 /* [H × nh·hd] */
+    t2_weight wg, wu;             /* [F × H] */
+    t2_weight wd;                 /* [H × F] */
+} t2_layer;
+
+struct t2_model {
+    t2_model_config cfg;
+    t2_st *st;                    /* owns the mappings every t2_weight points into */
+    t2_weight embed;              /* [V × H] */
+    t2_weight lm_head;            /* [V × H]; the embedding when tied */
+    t2_layer *layers;             /* [n_layers] */
+    const float *final_norm;      /* [H] */
+    float *vecs;                  /* owned f32 copies of every norm weight and bias */
+    int64_t n_params;
+    t2_pool *pool;
+    const t2_kernels *kern;
+    int n_threads;
+};
+
+#endif
