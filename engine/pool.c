@@ -1,10 +1,16 @@
 /* Thread pool: a generation counter announces a job; workers that are spinning see it within
  * nanoseconds, sleeping ones are woken through a condition variable. Tasks are claimed from an
  * atomic word holding (generation << 32 | next task), so a worker that is late out of one job can
- * never claim a task of the next: its compare-and-swap fails once the generation moved on. The job's
- * fn/arg/n_tasks are written before the claim word is published and cannot change while any task of
- * the job is unfinished. The announce/sleep handshake is the store-then-load pattern on
- * (gen, n_sleeping), so both are sequentially consistent atomics. */
+ * never claim a task of the next: its compare-and-swap fails once the word moved on.
+ *
+ * A new job first closes the word (CLOSED: no index is below any n_tasks), then writes fn, arg and
+ * n_tasks, then opens it at (gen, 0). Without the closing step a late worker holding (g, n_g) could
+ * read the new, larger n_tasks and win its compare-and-swap on the still-unchanged word, running a
+ * task that does not exist and counting it done, so the job would end one task early. fn and arg
+ * are only read after a successful claim, which happens after the word was opened.
+ *
+ * The announce/sleep handshake is the store-then-load pattern on (gen, n_sleeping), so both are
+ * sequentially consistent atomics. */
 #include "pool.h"
 
 #include <pthread.h>
@@ -18,6 +24,8 @@
 #else
 #define cpu_relax() ((void)0)
 #endif
+
+#define CLOSED UINT64_MAX
 
 /* How long an idle worker spins before sleeping. Decode issues jobs every few microseconds. */
 #define SPIN_NS 2000000L
@@ -34,7 +42,7 @@ struct t2_pool {
     /* the current job */
     t2_task_fn fn;
     void *arg;
-    int n_tasks;
+    atomic_int n_tasks;
     _Atomic uint64_t claim;   /* gen << 32 | next task to claim */
     atomic_int done;          /* tasks finished */
 };
@@ -53,7 +61,7 @@ static long now_ns(void) {
 static void work(t2_pool *p, unsigned gen, int thread) {
     for (;;) {
         uint64_t c = atomic_load(&p->claim);
-        if ((unsigned)(c >> 32) != gen || (int)(uint32_t)c >= p->n_tasks) return;
+        if (c == CLOSED || (unsigned)(c >> 32) != gen || (int)(uint32_t)c >= atomic_load(&p->n_tasks)) return;
         if (!atomic_compare_exchange_weak(&p->claim, &c, c + 1)) continue;
         p->fn(p->arg, (int)(uint32_t)c, thread);
         atomic_fetch_add(&p->done, 1);
@@ -122,9 +130,10 @@ void t2_pool_run(t2_pool *p, int n_tasks, t2_task_fn fn, void *arg) {
         for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
         return;
     }
+    atomic_store(&p->claim, CLOSED);
     p->fn = fn;
     p->arg = arg;
-    p->n_tasks = n_tasks;
+    atomic_store(&p->n_tasks, n_tasks);
     atomic_store(&p->done, 0);
     atomic_store(&p->park, 0);
     unsigned gen = atomic_load(&p->gen) + 1;
