@@ -1,6 +1,7 @@
 /* `t2 model ...`: the engine in-process, no daemon. */
 #include "cmd_model.h"
 #include "cli.h"
+#include "svf_opts.h"
 
 #include <t2/error.h>
 #include <t2/model.h>
@@ -88,9 +89,11 @@ int t2_cmd_model_logits(int argc, char **argv) {
     if (cli_init(&o, argc - 1, argv + 1)) return T2_EXIT_ERROR;
     const char *ids_s = cli_str(&o, "ids"), *out = cli_str(&o, "out");
     t2_model *m = open_model(&o, &rc);
+    svf_sel sel = {0};
     int32_t *ids = NULL;
     int n = 0;
-    if (m && (!ids_s || !out)) {
+    if (m) rc = svf_select(&o, m, &sel);
+    if (m && !rc && (!ids_s || !out)) {
         fprintf(stderr, "t2 model logits: --ids and --out are required\n");
         rc = T2_EXIT_USAGE;
     }
@@ -105,22 +108,25 @@ int t2_cmd_model_logits(int argc, char **argv) {
         float *logits = ctx ? malloc((size_t)n * (size_t)c->vocab_size * sizeof(float)) : NULL;
         int32_t *pos = malloc((size_t)n * sizeof *pos), *seq = calloc((size_t)n, sizeof *seq);
         uint8_t *want = malloc((size_t)n);
+        const t2_adapter **ad = malloc((size_t)n * sizeof *ad);
         if (!ctx) rc = fail("cannot create context", s);
-        else if (!logits || !pos || !seq || !want) rc = fail("logits", T2_ERR_NOMEM);
-        else {
-            for (int i = 0; i < n; i++) pos[i] = i, want[i] = 1;
+        else if (!logits || !pos || !seq || !want || !ad) rc = fail("logits", T2_ERR_NOMEM);
+        else if (!(rc = svf_attach(&sel, ctx))) {
+            for (int i = 0; i < n; i++) pos[i] = i, want[i] = 1, ad[i] = sel.adapter;
             t2_batch b = {.n = n, .token = ids, .pos = pos, .seq = seq, .want = want};
             int64_t shape[2] = {n, c->vocab_size};
-            if ((s = t2_ctx_decode(ctx, &b, logits))) rc = fail("forward", s);
+            if ((s = t2_ctx_decode_adapted(ctx, &b, sel.adapter ? ad : NULL, logits))) rc = fail("forward", s);
             else if ((s = t2_npy_write_f32(out, logits, shape, 2))) rc = fail("cannot write logits", s);
         }
         free(logits);
         free(pos);
         free(seq);
         free(want);
+        free(ad);
         t2_ctx_free(ctx);
     }
     free(ids);
+    svf_sel_free(&sel);
     t2_model_free(m);
     cli_free(&o);
     return rc;
@@ -168,7 +174,9 @@ int t2_cmd_model_generate(int argc, char **argv) {
     if (bad) rc = T2_EXIT_USAGE;
     int32_t *ids = NULL, **stops = NULL;
     int n = 0, n_stops = 0, *stop_lens = NULL;
-    if (m && !ids_s) {
+    svf_sel sel = {0};
+    if (m) rc = svf_select(&o, m, &sel);
+    if (m && !rc && !ids_s) {
         fprintf(stderr, "t2 model generate: --ids is required\n");
         rc = T2_EXIT_USAGE;
     }
@@ -190,9 +198,11 @@ int t2_cmd_model_generate(int argc, char **argv) {
         t2_sampler *smp = ctx ? t2_sampler_new(&sp, t2_model_get_config(m)->vocab_size, &s) : NULL;
         t2_generation g = {0};
         t2_generate_params gp = {.max_tokens = (int)max_tokens, .stop_at_eos = stop_eos,
-                                 .stops = (const int32_t *const *)stops, .stop_lens = stop_lens, .n_stops = n_stops};
+                                 .stops = (const int32_t *const *)stops, .stop_lens = stop_lens, .n_stops = n_stops,
+                                 .adapter = sel.adapter};
         if (!ctx || !smp) rc = fail("cannot set up generation", s);
-        else if ((s = t2_generate(ctx, 0, ids, n, smp, &gp, &g))) rc = fail("generate", s);
+        else if ((rc = svf_attach(&sel, ctx))) { /* message printed */
+        } else if ((s = t2_generate(ctx, 0, ids, n, smp, &gp, &g))) rc = fail("generate", s);
         else if (json) {
             static const char *why[] = {"length", "eos", "stop", "callback"};
             printf("{\"ids\": [");
@@ -212,6 +222,7 @@ int t2_cmd_model_generate(int argc, char **argv) {
     free(stops);
     free(stop_lens);
     free(ids);
+    svf_sel_free(&sel);
     t2_model_free(m);
     cli_free(&o);
     return rc;

@@ -2,6 +2,7 @@
  * with t2d. */
 #include "cli.h"
 #include "cmd_model.h"
+#include "cmd_svf.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +18,19 @@ static const char *s_usage =
     "  t2 model generate --model DIR --ids 1,2,3 [--max-tokens N] [--temperature T] [--top-k K]\n"
     "                    [--top-p P] [--seed S] [--stop-eos] [--stop-ids 1,2;3] [--json]\n"
     "      greedy unless --temperature > 0; prints the generated ids (JSON: ids, logprobs, stop)\n"
+    "  logits and generate also take an SVF expert or mixture:\n"
+    "      --expert E.safetensors | --mix E1.safetensors:0.3,E2.safetensors:0.7\n"
+    "      [--apply factored|merged] [--modules mlp|attn|all] [--svd-cache FILE]\n"
+    "  t2 model svd --model DIR [--modules mlp|attn|all] [--cache FILE] [--dtype f32|bf16] [--rebuild] [--verify]\n"
+    "      build (or check) the SVD cache; prints time and reconstruction error per matrix\n"
+    "\n"
+    "Experts:\n"
+    "  t2 expert show FILE [--json]\n"
+    "  t2 expert mix --out FILE E1.safetensors:0.5 E2.safetensors:0.5 ...\n"
+    "  t2 expert new --model DIR --from Z.safetensors --out FILE [--label L] [--modules M]\n"
+    "      wrap raw z tensors (\"model.layers.3.mlp.down_proj.z\", ...) into an expert, checking each\n"
+    "\n"
+    "SVD caches live in $T2_CACHE_DIR, else $XDG_CACHE_HOME/t2, else ~/.cache/t2.\n"
     "\n"
     "Common options: --threads N (kernel threads; default: all cores)\n"
     "Environment: T2_KERNELS=portable|avx2|avx512|avx512bf16 forces a kernel set.\n"
@@ -27,6 +41,10 @@ static const struct { const char *group, *name; cmd_fn fn; } s_cmds[] = {
     {"model", "info", t2_cmd_model_info},
     {"model", "logits", t2_cmd_model_logits},
     {"model", "generate", t2_cmd_model_generate},
+    {"model", "svd", t2_cmd_model_svd},
+    {"expert", "show", t2_cmd_expert_show},
+    {"expert", "mix", t2_cmd_expert_mix},
+    {"expert", "new", t2_cmd_expert_new},
 };
 
 int main(int argc, char **argv) {

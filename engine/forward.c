@@ -11,8 +11,12 @@
 #include <t2/model.h>
 #include <t2/error.h>
 
+#include <t2/svf.h>
+
+#include "adapter_cache.h"
 #include "matmul.h"
 #include "model_impl.h"
+#include "svf_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,6 +39,12 @@ struct t2_ctx {
     float *scores;         /* [n_threads × n_ctx] */
     int *out_rows;         /* [B] rows whose logits are wanted */
     t2_mm mm;
+    size_t max_k;          /* widest matrix dimension (H, F or q_dim) */
+    /* SVF (t2_ctx_set_svd) */
+    const t2_svd *svd;
+    t2_mcache *mcache;
+    float *xg, *yg, *tg;   /* [B × max_k] gathered rows, outputs, and Vᵀx of the factored path */
+    int *grp;              /* [B] row indices of one group */
 };
 
 t2_ctx_params t2_ctx_default_params(void) { return (t2_ctx_params){.n_ctx = 2048, .n_seq = 1, .n_batch = 512}; }
@@ -45,8 +55,10 @@ t2_ctx_params t2_ctx_get_params(const t2_ctx *c) { return c->p; }
 void t2_ctx_free(t2_ctx *c) {
     if (!c) return;
     void *bufs[] = {c->kc, c->vc, c->seq_len, c->rope_cos, c->rope_sin, c->x, c->xb, c->q, c->k, c->v,
-                    c->att, c->hg, c->hu, c->scores, c->out_rows, c->mm.panel, c->mm.xbf};
+                    c->att, c->hg, c->hu, c->scores, c->out_rows, c->mm.panel, c->mm.xbf,
+                    c->xg, c->yg, c->tg, c->grp};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    t2_mcache_free(c->mcache);
     free(c);
 }
 
@@ -94,6 +106,7 @@ t2_ctx *t2_ctx_new(t2_model *m, const t2_ctx_params *pp, t2_status *err) {
     size_t kv = (size_t)cfg->n_layers * p.n_seq * (size_t)p.n_ctx * (size_t)c->kv_dim;
     size_t half = (size_t)cfg->head_dim / 2, maxK = H > F ? H : F;
     if (maxK < (size_t)c->q_dim) maxK = (size_t)c->q_dim;
+    c->max_k = maxK;
     c->kc = malloc(kv * sizeof(float));
     c->vc = malloc(kv * sizeof(float));
     c->seq_len = calloc((size_t)p.n_seq, sizeof(int));
@@ -234,7 +247,128 @@ static void embed_row(const t2_model *m, int tok, float *out) {
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
-t2_status t2_ctx_decode(t2_ctx *c, const t2_batch *b, float *logits) {
+/* ---------------- SVF ---------------- */
+
+t2_status t2_ctx_set_svd(t2_ctx *c, const t2_svd *svd, size_t budget) {
+    if (svd && t2__svd_model(svd) != c->m)
+        return t2_set_error(T2_ERR_INVALID_ARG, "context: the SVD cache belongs to another model");
+    size_t n = (size_t)c->p.n_batch * c->max_k;
+    if (!c->xg) {
+        c->xg = malloc(n * sizeof *c->xg);
+        c->yg = malloc(n * sizeof *c->yg);
+        c->tg = malloc(n * sizeof *c->tg);
+        c->grp = malloc((size_t)c->p.n_batch * sizeof *c->grp);
+        if (!c->xg || !c->yg || !c->tg || !c->grp) return t2_set_error(T2_ERR_NOMEM, "context: out of memory for SVF scratch");
+    }
+    t2_mcache_free(c->mcache);
+    c->mcache = t2_mcache_new(budget ? budget : (size_t)4 << 30);
+    if (!c->mcache) return t2_set_error(T2_ERR_NOMEM, "context: out of memory");
+    c->svd = svd;
+    return T2_OK;
+}
+
+/* out[rows] = x[rows] · Wᵀ for a subset of the R rows (all of them: no copies). */
+static void run_rows(t2_ctx *c, const int *rows, int n, int R, float *out, size_t ldo, const float *x, size_t ldx,
+                     const t2_weight *w) {
+    if (n == R) {
+        t2_matmul_forward(&c->mm, out, ldo, x, ldx, w, NULL, R);
+        return;
+    }
+    size_t K = (size_t)w->cols, N = (size_t)w->rows;
+    for (int i = 0; i < n; i++) memcpy(c->xg + i * K, x + (size_t)rows[i] * ldx, K * sizeof(float));
+    t2_matmul_forward(&c->mm, c->yg, N, c->xg, K, w, NULL, n);
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)rows[i] * ldo, c->yg + i * N, N * sizeof(float));
+}
+
+/* Factored rows: y = U (c_row ⊙ (Vᵀ x)), every row with its own adapter's c, in two matmuls. */
+static void run_factored(t2_ctx *c, const t2_adapter *const *ad, const int *rows, int n, int R, int mi, float *out,
+                         size_t ldo, const float *x, size_t ldx) {
+    const t2_weight *U = t2__svd_U(c->svd, mi), *Vt = t2__svd_Vt(c->svd, mi);
+    size_t K = (size_t)Vt->cols, r = (size_t)Vt->rows, N = (size_t)U->rows;
+    const float *xs = x;
+    size_t lds = ldx;
+    if (n != R) {
+        for (int i = 0; i < n; i++) memcpy(c->xg + i * K, x + (size_t)rows[i] * ldx, K * sizeof(float));
+        xs = c->xg;
+        lds = K;
+    }
+    t2_matmul_forward(&c->mm, c->tg, r, xs, lds, Vt, NULL, n);
+    for (int i = 0; i < n; i++) {
+        const float *cv = t2__adapter_c(ad[rows[i]], mi);
+        float *t = c->tg + i * r;
+        for (size_t j = 0; j < r; j++) t[j] *= cv[j];
+    }
+    if (n == R) {
+        t2_matmul_forward(&c->mm, out, ldo, c->tg, r, U, NULL, n);
+        return;
+    }
+    t2_matmul_forward(&c->mm, c->yg, N, c->tg, r, U, NULL, n);
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)rows[i] * ldo, c->yg + i * N, N * sizeof(float));
+}
+
+/* One projection of one layer for a batch whose rows may each carry an adapter. */
+static t2_status proj(t2_ctx *c, const t2_adapter *const *ad, int R, int layer, int kind, float *out, size_t ldo,
+                      const float *x, size_t ldx, const t2_weight *w, const float *bias) {
+    int mi = ad && c->svd ? t2__svd_index(c->svd, layer, kind) : -1;
+    if (mi < 0) {
+        t2_matmul_forward(&c->mm, out, ldo, x, ldx, w, bias, R);
+        return T2_OK;
+    }
+    int n = 0;
+    /* base rows */
+    for (int r = 0; r < R; r++)
+        if (!ad[r]) c->grp[n++] = r;
+    if (n) run_rows(c, c->grp, n, R, out, ldo, x, ldx, w);
+    /* merged rows, one group per adapter; an adapter whose W' cannot be cached runs factored */
+    for (int r = 0; r < R; r++) {
+        if (!ad[r] || t2_adapter_mode(ad[r]) != T2_APPLY_MERGED) continue;
+        int first = 1;
+        for (int q = 0; q < r; q++)
+            if (ad[q] == ad[r]) first = 0;
+        if (!first) continue;
+        t2_status s;
+        const t2_weight *wm = t2_mcache_get(c->mcache, ad[r], mi, &s);
+        if (s) return s;
+        if (!wm) continue;
+        n = 0;
+        for (int q = r; q < R; q++)
+            if (ad[q] == ad[r]) c->grp[n++] = q;
+        run_rows(c, c->grp, n, R, out, ldo, x, ldx, wm);
+    }
+    /* factored rows (and merged ones that did not fit the cache) */
+    n = 0;
+    for (int r = 0; r < R; r++) {
+        if (!ad[r]) continue;
+        int fact = t2_adapter_mode(ad[r]) == T2_APPLY_FACTORED;
+        if (!fact) {
+            t2_status s;
+            fact = !t2_mcache_get(c->mcache, ad[r], mi, &s) && !s; /* cached above unless too big */
+        }
+        if (fact) c->grp[n++] = r;
+    }
+    if (n) run_factored(c, ad, c->grp, n, R, mi, out, ldo, x, ldx);
+    if (bias)
+        for (int r = 0; r < R; r++)
+            for (int i = 0; i < w->rows; i++) out[(size_t)r * ldo + i] += bias[i];
+    return T2_OK;
+}
+
+static t2_status decode(t2_ctx *c, const t2_batch *b, const t2_adapter *const *ad, float *logits);
+
+t2_status t2_ctx_decode(t2_ctx *c, const t2_batch *b, float *logits) { return decode(c, b, NULL, logits); }
+
+t2_status t2_ctx_decode_adapted(t2_ctx *c, const t2_batch *b, const t2_adapter *const *ad, float *logits) {
+    if (ad && b)
+        for (int r = 0; r < b->n; r++) {
+            if (!ad[r]) continue;
+            if (!c->svd) return t2_set_error(T2_ERR_INVALID_ARG, "decode: row %d has an adapter but the context has no SVD cache", r);
+            if (t2__adapter_svd(ad[r]) != c->svd)
+                return t2_set_error(T2_ERR_INVALID_ARG, "decode: row %d's adapter was made for another SVD cache", r);
+        }
+    return decode(c, b, ad, logits);
+}
+
+static t2_status decode(t2_ctx *c, const t2_batch *b, const t2_adapter *const *ad, float *logits) {
     int n_out = 0;
     t2_status s = check_batch(c, b, &n_out);
     if (s) return s;
@@ -251,9 +385,10 @@ t2_status t2_ctx_decode(t2_ctx *c, const t2_batch *b, float *logits) {
     for (int l = 0; l < cfg->n_layers; l++) {
         const t2_layer *L = &m->layers[l];
         for (int r = 0; r < R; r++) rmsnorm(c->xb + (size_t)r * H, c->x + (size_t)r * H, L->attn_norm, H, eps);
-        t2_matmul_forward(&c->mm, c->q, (size_t)c->q_dim, c->xb, (size_t)H, &L->wq, L->bq, R);
-        t2_matmul_forward(&c->mm, c->k, (size_t)c->kv_dim, c->xb, (size_t)H, &L->wk, L->bk, R);
-        t2_matmul_forward(&c->mm, c->v, (size_t)c->kv_dim, c->xb, (size_t)H, &L->wv, L->bv, R);
+        if ((s = proj(c, ad, R, l, T2_KIND_Q, c->q, (size_t)c->q_dim, c->xb, (size_t)H, &L->wq, L->bq)) ||
+            (s = proj(c, ad, R, l, T2_KIND_K, c->k, (size_t)c->kv_dim, c->xb, (size_t)H, &L->wk, L->bk)) ||
+            (s = proj(c, ad, R, l, T2_KIND_V, c->v, (size_t)c->kv_dim, c->xb, (size_t)H, &L->wv, L->bv)))
+            return s;
         for (int r = 0; r < R; r++) {
             size_t ro = (size_t)b->pos[r] * half;
             rope(c->q + (size_t)r * c->q_dim, cfg->n_heads, hd, c->rope_cos + ro, c->rope_sin + ro);
@@ -263,14 +398,15 @@ t2_status t2_ctx_decode(t2_ctx *c, const t2_batch *b, float *logits) {
         }
         att_job aj = {c, b, l};
         t2_pool_run(m->pool, R * cfg->n_kv_heads, attention_task, &aj);
-        t2_matmul_forward(&c->mm, c->xb, (size_t)H, c->att, (size_t)c->q_dim, &L->wo, NULL, R);
+        if ((s = proj(c, ad, R, l, T2_KIND_O, c->xb, (size_t)H, c->att, (size_t)c->q_dim, &L->wo, NULL))) return s;
         for (size_t i = 0; i < (size_t)R * H; i++) c->x[i] += c->xb[i];
 
         for (int r = 0; r < R; r++) rmsnorm(c->xb + (size_t)r * H, c->x + (size_t)r * H, L->ffn_norm, H, eps);
-        t2_matmul_forward(&c->mm, c->hg, (size_t)F, c->xb, (size_t)H, &L->wg, NULL, R);
-        t2_matmul_forward(&c->mm, c->hu, (size_t)F, c->xb, (size_t)H, &L->wu, NULL, R);
+        if ((s = proj(c, ad, R, l, T2_KIND_GATE, c->hg, (size_t)F, c->xb, (size_t)H, &L->wg, NULL)) ||
+            (s = proj(c, ad, R, l, T2_KIND_UP, c->hu, (size_t)F, c->xb, (size_t)H, &L->wu, NULL)))
+            return s;
         for (size_t i = 0; i < (size_t)R * F; i++) c->hg[i] = silu(c->hg[i]) * c->hu[i];
-        t2_matmul_forward(&c->mm, c->xb, (size_t)H, c->hg, (size_t)F, &L->wd, NULL, R);
+        if ((s = proj(c, ad, R, l, T2_KIND_DOWN, c->xb, (size_t)H, c->hg, (size_t)F, &L->wd, NULL))) return s;
         for (size_t i = 0; i < (size_t)R * H; i++) c->x[i] += c->xb[i];
     }
 

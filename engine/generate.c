@@ -28,10 +28,12 @@ t2_status t2_generate(t2_ctx *ctx, int seq, const int32_t *prompt, int n_prompt,
     int V = cfg->vocab_size, nb = t2_ctx_get_params(ctx).n_batch;
     float *logits = malloc((size_t)V * sizeof *logits);
     int32_t *pos = malloc((size_t)nb * sizeof *pos), *sq = malloc((size_t)nb * sizeof *sq);
+    const t2_adapter **ad = malloc((size_t)nb * sizeof *ad);
     out->tokens = malloc(((size_t)gp->max_tokens + 1) * sizeof *out->tokens);
     out->logprobs = malloc(((size_t)gp->max_tokens + 1) * sizeof *out->logprobs);
     t2_status s = T2_OK;
-    if (!logits || !pos || !sq || !out->tokens || !out->logprobs) s = t2_set_error(T2_ERR_NOMEM, "generate: out of memory");
+    if (!logits || !pos || !sq || !ad || !out->tokens || !out->logprobs) s = t2_set_error(T2_ERR_NOMEM, "generate: out of memory");
+    for (int r = 0; !s && r < nb; r++) ad[r] = gp->adapter;
     t2_ctx_seq_clear(ctx, seq);
     for (int i = 0; !s && i < n_prompt; i += nb) {
         int n = n_prompt - i < nb ? n_prompt - i : nb;
@@ -40,7 +42,7 @@ t2_status t2_generate(t2_ctx *ctx, int seq, const int32_t *prompt, int n_prompt,
             sq[r] = seq;
         }
         t2_batch b = {.n = n, .token = prompt + i, .pos = pos, .seq = sq, .want = NULL};
-        s = t2_ctx_decode(ctx, &b, logits);
+        s = t2_ctx_decode_adapted(ctx, &b, gp->adapter ? ad : NULL, logits);
     }
     out->stop = T2_STOP_LENGTH;
     for (int t = 0; !s && t < gp->max_tokens; t++) {
@@ -67,11 +69,12 @@ t2_status t2_generate(t2_ctx *ctx, int seq, const int32_t *prompt, int n_prompt,
         if (t + 1 == gp->max_tokens) break;
         int32_t p = n_prompt + t, tk = tok, sq1 = seq;
         t2_batch b = {.n = 1, .token = &tk, .pos = &p, .seq = &sq1, .want = NULL};
-        s = t2_ctx_decode(ctx, &b, logits);
+        s = t2_ctx_decode_adapted(ctx, &b, gp->adapter ? ad : NULL, logits);
     }
     free(logits);
     free(pos);
     free(sq);
+    free(ad);
     if (s) t2_generation_clear(out);
     return s;
 }

@@ -172,3 +172,12 @@ size_t t2_model_decode_bytes(const t2_model *m) {
     }
     return b;
 }
+
+const t2_weight *t2_model_matrix(const t2_model *m, int layer, int kind, char *name, size_t cap) {
+    static const char *names[T2_N_KINDS] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                            "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+    const t2_layer *L = &m->layers[layer];
+    const t2_weight *w[T2_N_KINDS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wg, &L->wu, &L->wd};
+    if (name) snprintf(name, cap, "model.layers.%d.%s", layer, names[kind]);
+    return w[kind];
+}

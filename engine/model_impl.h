@@ -7,6 +7,9 @@
 #include "kernels.h"
 #include "pool.h"
 
+/* The matrices of a layer, in the order the SVD cache lists them. */
+enum { T2_KIND_Q, T2_KIND_K, T2_KIND_V, T2_KIND_O, T2_KIND_GATE, T2_KIND_UP, T2_KIND_DOWN, T2_N_KINDS };
+
 typedef struct t2_layer {
     const float *attn_norm;       /* [H] */
     const float *ffn_norm;        /* [H] */
@@ -27,9 +30,13 @@ struct t2_model {
     const float *final_norm;      /* [H] */
     float *vecs;                  /* owned f32 copies of every norm weight and bias */
     int64_t n_params;
+    char fingerprint[17];         /* t2_model_fingerprint, "" until first asked */
     t2_pool *pool;
     const t2_kernels *kern;
     int n_threads;
 };
+
+/* The weight of (layer, kind), and its tensor name without ".weight" into buf. */
+const t2_weight *t2_model_matrix(const t2_model *m, int layer, int kind, char *name, size_t cap);
 
 #endif

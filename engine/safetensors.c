@@ -76,6 +76,16 @@ const t2_tensor_info *t2_st_find(const t2_st *st, const char *name) {
 }
 
 size_t t2_st_count(const t2_st *st) { return st ? st->n : 0; }
+size_t t2_st_meta_count(const t2_st *st) { return st && st->meta ? json_object_size(st->meta) : 0; }
+
+const char *t2_st_meta_key(const t2_st *st, size_t i) {
+    const char *k;
+    json_t *v;
+    size_t j = 0;
+    if (!st || !st->meta) return NULL;
+    json_object_foreach(st->meta, k, v) if (j++ == i) return k;
+    return NULL;
+}
 const t2_tensor_info *t2_st_at(const t2_st *st, size_t i) { return st && i < st->n ? &st->t[i] : NULL; }
 size_t t2_st_data_bytes(const t2_st *st) { return st ? st->data_bytes : 0; }
 

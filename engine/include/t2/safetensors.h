@@ -55,6 +55,10 @@ const t2_tensor_info *t2_st_at(const t2_st *st, size_t i);
 const t2_tensor_info *t2_st_find(const t2_st *st, const char *name);
 /* A __metadata__ value of the first file, or NULL. Borrowed, valid until t2_st_free. */
 const char *t2_st_meta(const t2_st *st, const char *key);
+/* Number of __metadata__ entries of the first file, and the i-th key (file order). Borrowed, valid
+ * until t2_st_free. */
+size_t t2_st_meta_count(const t2_st *st);
+const char *t2_st_meta_key(const t2_st *st, size_t i);
 /* Total bytes of tensor data over all shards. */
 size_t t2_st_data_bytes(const t2_st *st);
 

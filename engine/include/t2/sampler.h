@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <t2/model.h>
+#include <t2/svf.h>
 #include <t2/status.h>
 
 #ifdef __cplusplus
@@ -52,6 +53,7 @@ typedef struct t2_generate_params {
     int n_stops;
     t2_token_cb on_token;          /* optional */
     void *user;
+    const t2_adapter *adapter;     /* optional SVF adapter (the context needs its SVD cache) */
 } t2_generate_params;
 
 typedef struct t2_generation {

@@ -1,0 +1,10 @@
+/* `t2 model svd` and `t2 expert ...` subcommands. argv[0] is the subcommand name. */
+#ifndef T2_CMD_SVF_H
+#define T2_CMD_SVF_H
+
+int t2_cmd_model_svd(int argc, char **argv);
+int t2_cmd_expert_show(int argc, char **argv);
+int t2_cmd_expert_mix(int argc, char **argv);
+int t2_cmd_expert_new(int argc, char **argv);
+
+#endif

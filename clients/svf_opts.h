@@ -1,0 +1,30 @@
+/* The SVF options shared by `t2 model logits` and `t2 model generate`:
+ *   --expert E.safetensors | --mix E1.safetensors:0.3,E2.safetensors:0.7
+ *   [--apply factored|merged] [--modules mlp|attn|all] [--svd-cache FILE]
+ * (the modules default to the expert's own metadata, else mlp). */
+#ifndef T2_SVF_OPTS_H
+#define T2_SVF_OPTS_H
+
+#include "cli.h"
+
+#include <t2/model.h>
+#include <t2/svf.h>
+
+typedef struct svf_sel {
+    t2_svd *svd;          /* NULL when no expert was asked for */
+    t2_expert *expert;    /* the expert or the mixture */
+    t2_adapter *adapter;
+} svf_sel;
+
+/* Parse the options (before cli_done); if an expert or mixture was asked for, load the SVD cache
+ * (building it, with progress on stderr, if needed) and compile the adapter. Returns an exit code. */
+int svf_select(cli_opts *o, t2_model *m, svf_sel *sel);
+/* Attach sel's SVD cache to ctx if there is one. Returns an exit code. */
+int svf_attach(const svf_sel *sel, t2_ctx *ctx);
+void svf_sel_free(svf_sel *sel);
+
+/* Load the SVD cache with progress lines on stderr (quiet: only notes). */
+t2_svd *svf_load_svd(t2_model *m, t2_modules modules, const char *path, int dtype, int rebuild, int verify, int verbose,
+                     t2_status *err);
+
+#endif
