@@ -204,7 +204,7 @@ int t2_cmd_model_generate(int argc, char **argv) {
         else if ((rc = svf_attach(&sel, ctx))) { /* message printed */
         } else if ((s = t2_generate(ctx, 0, ids, n, smp, &gp, &g))) rc = fail("generate", s);
         else if (json) {
-            static const char *why[] = {"length", "eos", "stop", "callback"};
+            static const char *why[] = {"length", "eos", "stop", "callback", "context"};
             printf("{\"ids\": [");
             for (int i = 0; i < g.n; i++) printf(i ? ", %d" : "%d", g.tokens[i]);
             printf("], \"logprobs\": [");

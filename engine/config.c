@@ -119,7 +119,9 @@ static t2_status parse(json_t *j, const char *path, t2_model_config *c) {
     }
 
     c->bos_token_id = -1;
-    if ((s = get_int(j, "bos_token_id", 0, path, &c->bos_token_id, 0, c->vocab_size - 1))) return s;
+    json_t *bos = json_object_get(j, "bos_token_id");
+    if (bos && !json_is_null(bos) && (s = get_int(j, "bos_token_id", 0, path, &c->bos_token_id, 0, c->vocab_size - 1)))
+        return s;
     c->n_eos = 0;
     json_t *eos = json_object_get(j, "eos_token_id");
     if (json_is_integer(eos)) {

@@ -219,8 +219,9 @@ static t2_status check_batch(const t2_ctx *c, const t2_batch *b, int *n_out) {
                                 cfg->vocab_size);
         if (b->seq[r] < 0 || b->seq[r] >= c->p.n_seq)
             return t2_set_error(T2_ERR_RANGE, "decode: row %d: sequence %d outside [0, %d)", r, b->seq[r], c->p.n_seq);
-        if (b->pos[r] < 0 || b->pos[r] >= c->p.n_ctx)
-            return t2_set_error(T2_ERR_FULL, "decode: row %d: position %d outside the context of %d", r, b->pos[r],
+        if (b->pos[r] < 0) return t2_set_error(T2_ERR_RANGE, "decode: row %d: negative position %d", r, b->pos[r]);
+        if (b->pos[r] >= c->p.n_ctx)
+            return t2_set_error(T2_ERR_FULL, "decode: row %d: position %d is past the context of %d", r, b->pos[r],
                                 c->p.n_ctx);
         int prev = -1;
         for (int q = r - 1; q >= 0; q--)

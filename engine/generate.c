@@ -67,6 +67,10 @@ t2_status t2_generate(t2_ctx *ctx, int seq, const int32_t *prompt, int n_prompt,
             break;
         }
         if (t + 1 == gp->max_tokens) break;
+        if (n_prompt + t >= t2_ctx_get_params(ctx).n_ctx) {
+            out->stop = T2_STOP_CONTEXT;
+            break;
+        }
         int32_t p = n_prompt + t, tk = tok, sq1 = seq;
         t2_batch b = {.n = 1, .token = &tk, .pos = &p, .seq = &sq1, .want = NULL};
         s = t2_ctx_decode_adapted(ctx, &b, gp->adapter ? ad : NULL, logits);

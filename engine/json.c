@@ -1,10 +1,15 @@
 #include "json.h"
 
+#include <sys/stat.h>
+
 json_t *t2_json_load_file(const char *path, t2_status *err) {
     json_error_t je;
     json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
-        *err = t2_set_error(je.line < 0 || je.position == 0 ? T2_ERR_IO : T2_ERR_FORMAT,
+        /* cannot open, or not a file (jansson reads a folder as empty input): I/O; anything else: malformed */
+        struct stat sb;
+        int io = json_error_code(&je) == json_error_cannot_open_file || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode);
+        *err = t2_set_error(io ? T2_ERR_IO : T2_ERR_FORMAT,
                             "%s: %s (line %d, column %d)", path, je.text, je.line, je.column);
         return NULL;
     }

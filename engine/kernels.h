@@ -19,9 +19,6 @@ typedef struct t2_weight {
     const void *data;   /* [rows × cols], borrowed from the mmap */
 } t2_weight;
 
-/* Most x rows a gemv kernel takes in one call (the driver loops beyond). */
-#define T2_GEMV_MAX_R 8
-
 typedef void (*t2_gemv_fn)(const void *w, int n, int K, const float *x, size_t ldx, int R, float *out, size_t ldo,
                            const uint16_t *xbf);
 

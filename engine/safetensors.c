@@ -280,21 +280,29 @@ static t2_status open_index(t2_st *st, const char *dir, const char *index_path) 
         st->shards = calloc(nf, sizeof *st->shards);
         if (!st->shards) s = t2_set_error(T2_ERR_NOMEM, "safetensors: out of memory");
     }
+    size_t *first = calloc(nf + 1, sizeof *first);   /* tensors of file i: [first[i], first[i+1]) */
+    if (!s && !first) s = t2_set_error(T2_ERR_NOMEM, "safetensors: out of memory");
     for (size_t i = 0; !s && i < nf; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        first[i] = st->n;
         s = open_file(st, path);
+        first[i + 1] = st->n;
     }
     if (!s) s = build_hash(st);
     json_object_foreach(wm, k, v) {
         if (s) break;
         const t2_tensor_info *ti = t2_st_find(st, k);
+        size_t f = 0;
+        while (f < nf && strcmp(files[f], json_string_value(v))) f++;
+        if (ti && !((size_t)(ti - st->t) >= first[f] && (size_t)(ti - st->t) < first[f + 1])) ti = NULL;
         if (!ti) {
             s = t2_set_error(T2_ERR_NOT_FOUND, "%s: tensor \"%s\" is listed in the index but missing from %s", index_path, k,
                              json_string_value(v));
             break;
         }
     }
+    free(first);
     free(files);
     json_decref(idx);
     return s;
@@ -372,6 +380,10 @@ t2_status t2_st_write(const char *path, const t2_tensor_info *tensors, size_t n,
         size_t nb = numel * t2_dtype_size(t->dtype);
         json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", t2_dtype_name(t->dtype), "shape", shape, "data_offsets",
                               (json_int_t)off, (json_int_t)(off + nb));
+        if (e && (!strcmp(t->name, "__metadata__") || json_object_get(h, t->name))) {   /* set_new would replace */
+            json_decref(e);
+            e = NULL;
+        }
         if (!e || json_object_set_new(h, t->name, e)) {
             json_decref(h);
             return t2_set_error(T2_ERR_INVALID_ARG, "safetensors: cannot add tensor \"%s\" (duplicate name?)", t->name);

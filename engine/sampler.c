@@ -128,7 +128,10 @@ int t2_sampler_sample(t2_sampler *s, const float *logits, float *logprob) {
         for (int i = 0; i < n; i++) s->prob[i] = (float)(s->prob[i] / sum);
         int m = 0;
         if (s->p.top_p < 1.0f && n > 1) {
-            float floor_p = (1.0f - s->p.top_p) / (float)(n - 1);
+            float floor_p = (1.0f - s->p.top_p) / (float)(n - 1), pmax = 0;
+            for (int i = 0; i < n; i++)
+                if (s->prob[i] > pmax) pmax = s->prob[i];
+            if (floor_p > pmax) floor_p = pmax;   /* the nucleus always holds the most likely token */
             for (int i = 0; i < n; i++)
                 if (s->prob[i] >= floor_p) s->idx[m++] = i;
         } else {

@@ -40,7 +40,9 @@ int t2_sampler_sample(t2_sampler *s, const float *logits, float *logprob);
 /* log_softmax(logits)[tok], computed stably. */
 float t2_logprob(const float *logits, int n_vocab, int tok);
 
-typedef enum t2_stop_reason { T2_STOP_LENGTH = 0, T2_STOP_EOS, T2_STOP_SEQUENCE, T2_STOP_CALLBACK } t2_stop_reason;
+/* Why generation ended: max_tokens reached, an eos token, a stop sequence, the callback asked, or the
+ * context (n_ctx positions) is full. */
+typedef enum t2_stop_reason { T2_STOP_LENGTH = 0, T2_STOP_EOS, T2_STOP_SEQUENCE, T2_STOP_CALLBACK, T2_STOP_CONTEXT } t2_stop_reason;
 
 /* Called after each generated token; return nonzero to stop. */
 typedef int (*t2_token_cb)(void *user, int token, float logprob);
