@@ -473,6 +473,15 @@ t2_svd *t2_svd_load(t2_model *m, const t2_svd_params *pp, t2_status *err) {
         else st = t2_svd_default_path(m, s->modules, (int)s->dtype, path, sizeof path);
     }
     if (!st && !(s->path = strdup(path))) st = t2_set_error(T2_ERR_NOMEM, "svd: out of memory");
+    /* no dtype asked for: an existing cache's own F32 or BF16 is as good as the model's */
+    if (!st && p.dtype < 0 && !p.rebuild && access(s->path, F_OK) == 0) {
+        t2_status ignored;
+        t2_st *f = t2_st_open(s->path, &ignored);
+        const char *dt = f ? t2_st_meta(f, "dtype") : NULL;
+        if (dt && !strcmp(dt, "F32")) s->dtype = T2_F32;
+        else if (dt && !strcmp(dt, "BF16")) s->dtype = T2_BF16;
+        t2_st_free(f);
+    }
     /* the matrices this cache covers */
     int L = m->cfg.n_layers;
     s->index = malloc((size_t)L * T2_N_KINDS * sizeof *s->index);

@@ -59,7 +59,8 @@ typedef void (*t2_svd_progress_fn)(void *user, int i, int n, const char *name, d
 typedef struct t2_svd_params {
     t2_modules modules;
     const char *path;              /* cache file; NULL = t2_svd_default_path */
-    int dtype;                     /* t2_dtype of U and Vt (T2_F32 or T2_BF16); -1 = the model's */
+    int dtype;                     /* t2_dtype of U and Vt (T2_F32 or T2_BF16); -1 = an existing cache's own,
+                                      else the model's (F16 models get F32) */
     int rebuild;                   /* build even if a valid cache exists */
     int verify;                    /* on load, recompute every matrix's reconstruction error */
     t2_svd_progress_fn progress;   /* optional */
