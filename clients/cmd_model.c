@@ -7,7 +7,10 @@
 #include <t2/model.h>
 #include <t2/npy.h>
 #include <t2/sampler.h>
+#include <t2/chat.h>
+#include <t2/tokenizer.h>
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,11 +162,94 @@ static int parse_stops(const char *s, int32_t ***stops, int **lens, int *n) {
     return 0;
 }
 
+/* Text mode of generate: the prompt from --prompt TEXT (encoded with the tokenizer's special tokens)
+ * or --user TEXT [--system TEXT] [--template T] (chat-templated, with the generation prompt and the
+ * end-of-turn token as a stop). */
+typedef struct text_mode {
+    t2_tokenizer *tok;
+    t2_chat_template *tmpl;
+    const char *stop_text;      /* --stop TEXT */
+    int32_t *gen;               /* generated so far, for the text stop */
+    int n_gen, cap;
+    int hit_stop;
+} text_mode;
+
+static int on_token_text(void *user, int token, float logprob) {
+    (void)logprob;
+    text_mode *tm = user;
+    if (tm->n_gen == tm->cap) {
+        int nc = tm->cap ? 2 * tm->cap : 64;
+        int32_t *g = realloc(tm->gen, (size_t)nc * sizeof *g);
+        if (!g) return 1;
+        tm->gen = g, tm->cap = nc;
+    }
+    tm->gen[tm->n_gen++] = token;
+    if (!tm->stop_text || !*tm->stop_text) return 0;
+    char *text = NULL;
+    size_t len = 0;
+    if (t2_tokenizer_decode(tm->tok, tm->gen, (size_t)tm->n_gen, T2_DECODE_SKIP_SPECIAL | T2_DECODE_NO_CLEANUP, &text, &len))
+        return 0;
+    tm->hit_stop = strstr(text, tm->stop_text) != NULL;
+    free(text);
+    return tm->hit_stop;
+}
+
+static int text_prompt(const char *dir, const char *prompt, const char *user, const char *system, const char *tmpl_spec,
+                       text_mode *tm, int32_t **ids, int *n) {
+    t2_status s;
+    if (!(tm->tok = t2_tokenizer_load(dir, &s))) return fail("cannot load tokenizer", s);
+    size_t nn = 0;
+    if (prompt) {
+        s = t2_tokenizer_encode(tm->tok, prompt, strlen(prompt), 1, ids, &nn);
+    } else {
+        if (!(tm->tmpl = t2_chat_template_load(tmpl_spec ? tmpl_spec : "auto", tm->tok, &s))) return fail("chat template", s);
+        t2_chat_message msgs[2];
+        size_t k = 0;
+        if (system) msgs[k++] = (t2_chat_message){.role = "system", .content = system};
+        msgs[k++] = (t2_chat_message){.role = "user", .content = user};
+        s = t2_chat_encode(tm->tmpl, tm->tok, msgs, k, 1, ids, &nn);
+    }
+    if (s) return fail("cannot encode the prompt", s);
+    if (nn == 0) {
+        fprintf(stderr, "t2 model generate: the prompt encodes to no tokens\n");
+        return T2_EXIT_USAGE;
+    }
+    *n = (int)nn;
+    return T2_EXIT_OK;
+}
+
+/* Print the generation as text (special tokens skipped), cut at the text stop if one was hit. */
+static int print_text(const text_mode *tm, const t2_generation *g, int json) {
+    char *text = NULL;
+    size_t len = 0;
+    t2_status s = t2_tokenizer_decode(tm->tok, g->tokens, (size_t)g->n, T2_DECODE_SKIP_SPECIAL, &text, &len);
+    if (s) return fail("cannot decode", s);
+    if (tm->hit_stop) {
+        char *at = strstr(text, tm->stop_text);
+        if (at) *at = 0, len = (size_t)(at - text);
+    }
+    if (json) {
+        json_t *str = json_stringn(text, len);
+        char *enc = str ? json_dumps(str, JSON_ENCODE_ANY) : NULL;
+        printf(", \"text\": %s", enc ? enc : "null");
+        free(enc);
+        json_decref(str);
+    } else {
+        fwrite(text, 1, len, stdout);
+        printf("\n");
+    }
+    free(text);
+    return T2_EXIT_OK;
+}
+
 int t2_cmd_model_generate(int argc, char **argv) {
     cli_opts o;
     int rc = T2_EXIT_OK;
     if (cli_init(&o, argc - 1, argv + 1)) return T2_EXIT_ERROR;
     const char *ids_s = cli_str(&o, "ids"), *stop_s = cli_str(&o, "stop-ids");
+    const char *prompt = cli_str(&o, "prompt"), *user = cli_str(&o, "user"), *system = cli_str(&o, "system"),
+               *tmpl_spec = cli_str(&o, "template"), *stop_text = cli_str(&o, "stop");
+    text_mode tm = {.stop_text = stop_text};
     long long max_tokens = 32, seed = 0, top_k = 0, n_ctx = 0;
     double temp = 0.0, top_p = 1.0;
     int json = cli_flag(&o, "json"), stop_eos = cli_flag(&o, "stop-eos");
@@ -176,14 +262,32 @@ int t2_cmd_model_generate(int argc, char **argv) {
     int n = 0, n_stops = 0, *stop_lens = NULL;
     svf_sel sel = {0};
     if (m) rc = svf_select(&o, m, &sel);
-    if (m && !rc && !ids_s) {
-        fprintf(stderr, "t2 model generate: --ids is required\n");
+    int text = prompt || user;
+    if (m && !rc && (!!ids_s + !!prompt + !!user != 1 || (system && !user) || (tmpl_spec && !user) || (stop_text && !text))) {
+        fprintf(stderr, "t2 model generate: give one of --ids, --prompt TEXT or --user TEXT [--system TEXT] [--template T];"
+                        " --stop needs text\n");
         rc = T2_EXIT_USAGE;
     }
     if (m && !rc &&
-        (cli_done(&o, "model generate") || cli_parse_ids(ids_s, "--ids", &ids, &n) ||
+        (cli_done(&o, "model generate") || (ids_s && cli_parse_ids(ids_s, "--ids", &ids, &n)) ||
          parse_stops(stop_s, &stops, &stop_lens, &n_stops)))
         rc = T2_EXIT_USAGE;
+    if (m && !rc && text) rc = text_prompt(cli_str(&o, "model"), prompt, user, system, tmpl_spec, &tm, &ids, &n);
+    int32_t eot[1] = {-1};
+    if (m && !rc && text) {
+        /* text mode ends at eos and at the chat template's end of turn */
+        stop_eos = 1;
+        if (tm.tmpl && (eot[0] = t2_chat_template_stop_id(tm.tmpl)) >= 0) {
+            int *lens = realloc(stop_lens, (size_t)(n_stops + 1) * sizeof *lens);
+            int32_t **ns = lens ? realloc(stops, (size_t)(n_stops + 1) * sizeof *ns) : NULL;
+            if (lens) stop_lens = lens;
+            if (ns) {
+                stops = ns;
+                stop_lens[n_stops] = 1;
+                stops[n_stops++] = eot;
+            }
+        }
+    }
     if (m && !rc) {
         t2_ctx_params cp = t2_ctx_default_params();
         cp.n_ctx = n_ctx ? (int)n_ctx : n + (int)max_tokens;
@@ -199,17 +303,21 @@ int t2_cmd_model_generate(int argc, char **argv) {
         t2_generation g = {0};
         t2_generate_params gp = {.max_tokens = (int)max_tokens, .stop_at_eos = stop_eos,
                                  .stops = (const int32_t *const *)stops, .stop_lens = stop_lens, .n_stops = n_stops,
-                                 .adapter = sel.adapter};
+                                 .adapter = sel.adapter, .on_token = text ? on_token_text : NULL, .user = &tm};
         if (!ctx || !smp) rc = fail("cannot set up generation", s);
         else if ((rc = svf_attach(&sel, ctx))) { /* message printed */
         } else if ((s = t2_generate(ctx, 0, ids, n, smp, &gp, &g))) rc = fail("generate", s);
         else if (json) {
-            static const char *why[] = {"length", "eos", "stop", "callback", "context"};
+            static const char *why[] = {"length", "eos", "stop", "stop", "context"};
             printf("{\"ids\": [");
             for (int i = 0; i < g.n; i++) printf(i ? ", %d" : "%d", g.tokens[i]);
             printf("], \"logprobs\": [");
             for (int i = 0; i < g.n; i++) printf(i ? ", %.7g" : "%.7g", g.logprobs[i]);
-            printf("], \"stop\": \"%s\"}\n", why[g.stop]);
+            printf("], \"stop\": \"%s\"", why[g.stop]);
+            if (text) rc = print_text(&tm, &g, 1);
+            printf("}\n");
+        } else if (text) {
+            rc = print_text(&tm, &g, 0);
         } else {
             for (int i = 0; i < g.n; i++) printf(i ? " %d" : "%d", g.tokens[i]);
             printf("\n");
@@ -218,7 +326,11 @@ int t2_cmd_model_generate(int argc, char **argv) {
         t2_sampler_free(smp);
         t2_ctx_free(ctx);
     }
-    for (int i = 0; i < n_stops; i++) free(stops[i]);
+    for (int i = 0; i < n_stops; i++)
+        if (stops[i] != eot) free(stops[i]);
+    free(tm.gen);
+    t2_chat_template_free(tm.tmpl);
+    t2_tokenizer_free(tm.tok);
     free(stops);
     free(stop_lens);
     free(ids);

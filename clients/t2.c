@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "cmd_model.h"
 #include "cmd_svf.h"
+#include "cmd_tok.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,10 @@ static const char *s_usage =
     "  logits and generate also take an SVF expert or mixture:\n"
     "      --expert E.safetensors | --mix E1.safetensors:0.3,E2.safetensors:0.7\n"
     "      [--apply factored|merged] [--modules mlp|attn|all] [--svd-cache FILE]\n"
+    "  t2 model tokenize --model DIR [--no-special]        (UTF-8 text on stdin -> ids on one line)\n"
+    "  t2 model detokenize --model DIR [--skip-special] [--no-cleanup]   (ids on stdin -> text)\n"
+    "  t2 model chat --model DIR [--template NAME|FILE] [--system TEXT] --user TEXT [--assistant TEXT --user TEXT ...]\n"
+    "      print the templated prompt (llama3, chatml, llama2, mistral, plain, or a template file)\n"
     "  t2 model svd --model DIR [--modules mlp|attn|all] [--cache FILE] [--dtype f32|bf16] [--rebuild] [--verify]\n"
     "      build (or check) the SVD cache; prints time and reconstruction error per matrix\n"
     "\n"
@@ -42,6 +47,9 @@ static const struct { const char *group, *name; cmd_fn fn; } s_cmds[] = {
     {"model", "logits", t2_cmd_model_logits},
     {"model", "generate", t2_cmd_model_generate},
     {"model", "svd", t2_cmd_model_svd},
+    {"model", "tokenize", t2_cmd_model_tokenize},
+    {"model", "detokenize", t2_cmd_model_detokenize},
+    {"model", "chat", t2_cmd_model_chat},
     {"expert", "show", t2_cmd_expert_show},
     {"expert", "mix", t2_cmd_expert_mix},
     {"expert", "new", t2_cmd_expert_new},
