@@ -45,6 +45,7 @@ struct t2_ctx {
     t2_mcache *mcache;
     float *xg, *yg, *tg;   /* [B × max_k] gathered rows, outputs, and Vᵀx of the factored path */
     int *grp;              /* [B] row indices of one group */
+    uint8_t *fallback;     /* [B] merged rows whose W' does not fit the cache: run factored */
 };
 
 t2_ctx_params t2_ctx_default_params(void) { return (t2_ctx_params){.n_ctx = 2048, .n_seq = 1, .n_batch = 512}; }
@@ -56,7 +57,7 @@ void t2_ctx_free(t2_ctx *c) {
     if (!c) return;
     void *bufs[] = {c->kc, c->vc, c->seq_len, c->rope_cos, c->rope_sin, c->x, c->xb, c->q, c->k, c->v,
                     c->att, c->hg, c->hu, c->scores, c->out_rows, c->mm.panel, c->mm.xbf,
-                    c->xg, c->yg, c->tg, c->grp};
+                    c->xg, c->yg, c->tg, c->grp, c->fallback};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     t2_mcache_free(c->mcache);
     free(c);
@@ -259,7 +260,8 @@ t2_status t2_ctx_set_svd(t2_ctx *c, const t2_svd *svd, size_t budget) {
         c->yg = malloc(n * sizeof *c->yg);
         c->tg = malloc(n * sizeof *c->tg);
         c->grp = malloc((size_t)c->p.n_batch * sizeof *c->grp);
-        if (!c->xg || !c->yg || !c->tg || !c->grp) return t2_set_error(T2_ERR_NOMEM, "context: out of memory for SVF scratch");
+        c->fallback = malloc((size_t)c->p.n_batch);
+        if (!c->xg || !c->yg || !c->tg || !c->grp || !c->fallback) return t2_set_error(T2_ERR_NOMEM, "context: out of memory for SVF scratch");
     }
     t2_mcache_free(c->mcache);
     c->mcache = t2_mcache_new(budget ? budget : (size_t)4 << 30);
@@ -321,6 +323,7 @@ static t2_status proj(t2_ctx *c, const t2_adapter *const *ad, int R, int layer, 
         if (!ad[r]) c->grp[n++] = r;
     if (n) run_rows(c, c->grp, n, R, out, ldo, x, ldx, w);
     /* merged rows, one group per adapter; an adapter whose W' cannot be cached runs factored */
+    for (int r = 0; r < R; r++) c->fallback[r] = 0;
     for (int r = 0; r < R; r++) {
         if (!ad[r] || t2_adapter_mode(ad[r]) != T2_APPLY_MERGED) continue;
         int first = 1;
@@ -330,7 +333,10 @@ static t2_status proj(t2_ctx *c, const t2_adapter *const *ad, int R, int layer, 
         t2_status s;
         const t2_weight *wm = t2_mcache_get(c->mcache, ad[r], mi, &s);
         if (s) return s;
-        if (!wm) continue;
+        if (!wm) {
+            for (int q = r; q < R; q++) c->fallback[q] |= ad[q] == ad[r];
+            continue;
+        }
         n = 0;
         for (int q = r; q < R; q++)
             if (ad[q] == ad[r]) c->grp[n++] = q;
@@ -338,15 +344,8 @@ static t2_status proj(t2_ctx *c, const t2_adapter *const *ad, int R, int layer, 
     }
     /* factored rows (and merged ones that did not fit the cache) */
     n = 0;
-    for (int r = 0; r < R; r++) {
-        if (!ad[r]) continue;
-        int fact = t2_adapter_mode(ad[r]) == T2_APPLY_FACTORED;
-        if (!fact) {
-            t2_status s;
-            fact = !t2_mcache_get(c->mcache, ad[r], mi, &s) && !s; /* cached above unless too big */
-        }
-        if (fact) c->grp[n++] = r;
-    }
+    for (int r = 0; r < R; r++)
+        if (ad[r] && (t2_adapter_mode(ad[r]) == T2_APPLY_FACTORED || c->fallback[r])) c->grp[n++] = r;
     if (n) run_factored(c, ad, c->grp, n, R, mi, out, ldo, x, ldx);
     if (bias)
         for (int r = 0; r < R; r++)

@@ -47,10 +47,14 @@ static inline __attribute__((always_inline)) void block(int dt, const void *w, i
             for (int j = 0; j < WB; j++) acc[r][j] = _mm256_fmadd_ps(wv[j], xv, acc[r][j]);
         }
     }
+    /* reduce with constant bounds first so the accumulators stay in registers (see kernels_avx512.c) */
+    float res[2][WB];
+    for (int r = 0; r < RB; r++)
+        for (int j = 0; j < WB; j++) res[r][j] = hsum(acc[r][j]);
     for (int r = 0; r < RB; r++) {
         const float *xr = x + (size_t)(r0 + r) * ldx;
         for (int j = 0; j < nw; j++) {
-            float s = hsum(acc[r][j]);
+            float s = res[r][j];
             for (int kk = k; kk < K; kk++) s += ld1(dt, wr[j], (size_t)kk) * xr[kk];
             out[(size_t)(r0 + r) * ldo + i0 + j] = s;
         }

@@ -23,6 +23,17 @@ static inline __attribute__((always_inline)) __m512 ld(int dt, const void *w, si
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* Reduce every accumulator with constant loop bounds first, so that they stay in registers through
+ * the main loop (indexing them with the variable nw made GCC keep a stack copy, stored on every
+ * iteration, which halved the kernel's bandwidth), then store the nw valid columns. */
+static inline __attribute__((always_inline)) void store(__m512 acc[][WB], int RB, int nw, float *out, size_t ldo) {
+    float res[4][WB];
+    for (int r = 0; r < RB; r++)
+        for (int j = 0; j < WB; j++) res[r][j] = _mm512_reduce_add_ps(acc[r][j]);
+    for (int r = 0; r < RB; r++)
+        for (int j = 0; j < nw; j++) out[(size_t)r * ldo + j] = res[r][j];
+}
+
 static inline __attribute__((always_inline)) void block(int dt, const void *w, int i0, int nw, int K, const float *x,
                                                         size_t ldx, int r0, int RB, float *out, size_t ldo) {
     size_t es = dt == T2_F32 ? 4 : 2;
@@ -40,8 +51,7 @@ static inline __attribute__((always_inline)) void block(int dt, const void *w, i
             for (int j = 0; j < WB; j++) acc[r][j] = _mm512_fmadd_ps(wv[j], xv, acc[r][j]);
         }
     }
-    for (int r = 0; r < RB; r++)
-        for (int j = 0; j < nw; j++) out[(size_t)(r0 + r) * ldo + i0 + j] = _mm512_reduce_add_ps(acc[r][j]);
+    store(acc, RB, nw, out + (size_t)r0 * ldo + i0, ldo);
 }
 
 static inline __attribute__((always_inline)) void gemv(int dt, const void *w, int n, int K, const float *x, size_t ldx,
@@ -99,8 +109,7 @@ static inline __attribute__((always_inline)) void block_dp(const uint16_t *w, in
             }
         }
     }
-    for (int r = 0; r < RB; r++)
-        for (int j = 0; j < nw; j++) out[(size_t)(r0 + r) * ldo + i0 + j] = _mm512_reduce_add_ps(acc[r][j]);
+    store(acc, RB, nw, out + (size_t)r0 * ldo + i0, ldo);
 }
 
 static void gemv_bf16_dp(const void *w, int n, int K, const float *x, size_t ldx, int R, float *out, size_t ldo,

@@ -506,6 +506,8 @@ t2_svd *t2_svd_load(t2_model *m, const t2_svd_params *pp, t2_status *err) {
             note(&p, "rebuilding the SVD cache: %s", t2_last_error());
             detach(s);
             st = T2_OK;
+            /* a damaged file does not choose the dtype of its replacement: the model's, as asked */
+            if (p.dtype < 0) s->dtype = t2_model_weight_dtype(m) == T2_BF16 ? T2_BF16 : T2_F32;
         } else if (p.verify) {
             st = verify(s, &p);
             goto done;
