@@ -127,7 +127,9 @@ t2_ctx *t2_ctx_new(t2_model *m, const t2_ctx_params *pp, t2_status *err) {
     c->mm.pool = m->pool;
     c->mm.panel_elems = maxK * 16 > (1u << 20) ? maxK * 16 : (1u << 20);
     c->mm.panel = malloc(c->mm.panel_elems * sizeof(float));
-    c->mm.xbf_elems = (size_t)(B < T2_GEMM_MIN_ROWS ? B : T2_GEMM_MIN_ROWS) * maxK;
+    /* x split in BF16 parts, for the rows the dot-product kernels see at once */
+    size_t split_rows = !m->kern->bf16_split_x ? 1 : m->kern->own_gemm ? B : (B < T2_GEMM_MIN_ROWS ? B : T2_GEMM_MIN_ROWS);
+    c->mm.xbf_elems = split_rows * maxK;
     c->mm.xbf = malloc(3 * c->mm.xbf_elems * sizeof(uint16_t));
     if (!c->kc || !c->vc || !c->seq_len || !c->rope_cos || !c->rope_sin || !c->x || !c->xb || !c->q || !c->k || !c->v ||
         !c->att || !c->hg || !c->hu || !c->scores || !c->out_rows || !c->mm.panel || !c->mm.xbf) {

@@ -34,6 +34,13 @@ static inline __attribute__((always_inline)) void store(__m512 acc[][WB], int RB
         for (int j = 0; j < nw; j++) out[(size_t)r * ldo + j] = res[r][j];
 }
 
+static inline __attribute__((always_inline)) __m512 ldu(int dt, const void *w, size_t i) {
+    if (dt == T2_F32) return _mm512_loadu_ps((const float *)w + i);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i));
+    if (dt == T2_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
 static inline __attribute__((always_inline)) void block(int dt, const void *w, int i0, int nw, int K, const float *x,
                                                         size_t ldx, int r0, int RB, float *out, size_t ldo) {
     size_t es = dt == T2_F32 ? 4 : 2;
@@ -42,8 +49,17 @@ static inline __attribute__((always_inline)) void block(int dt, const void *w, i
     __m512 acc[4][WB];
     for (int r = 0; r < RB; r++)
         for (int j = 0; j < WB; j++) acc[r][j] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k += 16) {
-        __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 wv[WB];
+        for (int j = 0; j < WB; j++) wv[j] = ldu(dt, wr[j], (size_t)k);
+        for (int r = 0; r < RB; r++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)(r0 + r) * ldx + k);
+            for (int j = 0; j < WB; j++) acc[r][j] = _mm512_fmadd_ps(wv[j], xv, acc[r][j]);
+        }
+    }
+    if (k < K) { /* masked tail */
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
         __m512 wv[WB];
         for (int j = 0; j < WB; j++) wv[j] = ld(dt, wr[j], (size_t)k, m);
         for (int r = 0; r < RB; r++) {
@@ -156,6 +172,7 @@ static const t2_kernels s_avx512 = {
     .name = "avx512",
     .gemv = {[T2_F32] = gemv_f32, [T2_F16] = gemv_f16, [T2_BF16] = gemv_bf16},
     .bf16_split_x = 0,
+    .own_gemm = 1,
     .cvt_bf16 = cvt_bf16,
     .cvt_f16 = cvt_f16,
     .dot = dot,
@@ -165,6 +182,7 @@ static const t2_kernels s_avx512bf16 = {
     .name = "avx512bf16",
     .gemv = {[T2_F32] = gemv_f32, [T2_F16] = gemv_f16, [T2_BF16] = gemv_bf16_dp},
     .bf16_split_x = 1,
+    .own_gemm = 1,
     .cvt_bf16 = cvt_bf16,
     .cvt_f16 = cvt_f16,
     .dot = dot,

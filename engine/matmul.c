@@ -65,7 +65,7 @@ static void gemm_path(const t2_mm *mm, float *out, size_t ldo, const float *x, s
 
 void t2_matmul_forward(const t2_mm *mm, float *out, size_t ldo, const float *x, size_t ldx, const t2_weight *w,
                        const float *bias, int R) {
-    if (R < T2_GEMM_MIN_ROWS) gemv_path(mm, out, ldo, x, ldx, w, R);
+    if (R < T2_GEMM_MIN_ROWS || mm->k->own_gemm) gemv_path(mm, out, ldo, x, ldx, w, R);
     else gemm_path(mm, out, ldo, x, ldx, w, R);
     if (bias)
         for (int r = 0; r < R; r++) {

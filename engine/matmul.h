@@ -2,7 +2,8 @@
  *
  * Few rows (decode, small batches): the gemv kernels of the kernel table, split over the pool by
  * output rows, every weight byte read once for all rows — memory-bound, so BF16 costs half of F32.
- * Many rows (prompt processing): OpenBLAS sgemm. Debian's OpenBLAS has no BF16 GEMM, so BF16/F16
+ * Many rows (prompt processing): the same kernels where the table says they beat OpenBLAS
+ * (own_gemm: AVX-512), else OpenBLAS sgemm. Debian's OpenBLAS has no BF16 GEMM, so BF16/F16
  * weights are widened exactly to f32 one panel of rows at a time into scratch (a few MB), and sgemm
  * runs on each panel: the widening is O(n·K) against the GEMM's O(R·n·K). */
 #ifndef T2_MATMUL_H
