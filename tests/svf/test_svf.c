@@ -1,5 +1,5 @@
 /* SVF: the SVD cache, experts, mixtures and adapters (t2/svf.h), on tiny random checkpoints written
- * here (llama, and qwen2 with q/k/v biases and tied embeddings).
+ * by tu_write_checkpoint (llama, and qwen2 with q/k/v biases and tied embeddings).
  *
  * The numbers are checked against the engine itself (tests/ref/check_svf.py compares with PyTorch):
  * a mixed batch — base rows, rows under different factored and merged adapters, prompt chunks and
@@ -15,9 +15,9 @@
 #include "adapter_cache.h"
 #include "matmul.h"
 #include "svf_impl.h"
+#include "util.h"
 
 #include <check.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 /* vocab, hidden, layers, heads, kv heads, head dim, ffn */
-enum { V = 64, H = 32, L = 2, NH = 4, NKV = 2, HD = H / NH, F = 48, QD = NH * HD, KVD = NKV * HD };
+enum { V = TU_V, H = TU_H, L = TU_L, NH = TU_NH, NKV = TU_NKV, HD = H / NH, F = TU_F, QD = NH * HD, KVD = NKV * HD };
 
 #define REL_TOL 1e-5
 
@@ -37,74 +37,22 @@ static char *g_llama_bf16;
 
 /* ---------------- helpers ---------------- */
 
-typedef struct rng { uint64_t s; } rng;
-
-static uint64_t next_u64(rng *r) {
-    uint64_t x = r->s ? r->s : 0x9e3779b97f4a7c15ull;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    r->s = x;
-    return x * 0x2545f4914f6cdd1dull;
-}
-
-/* Uniform in [lo, hi). */
-static float uniform(rng *r, float lo, float hi) { return lo + (hi - lo) * (float)((double)(next_u64(r) >> 11) * 0x1.0p-53); }
-
-static char *path_join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    ck_assert_ptr_nonnull(p);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* A fresh folder under the run's root. Caller frees. */
 static char *fresh_dir(const char *stem) {
     static int k;
     char name[64];
     snprintf(name, sizeof name, "%s-%d-%d", stem, (int)getpid(), k++);
-    char *p = path_join(g_root, name);
-    ck_assert_int_eq(mkdir(p, 0755), 0);
-    return p;
-}
-
-static void write_file(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot create %s", path);
-    if (len) ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-/* The whole file; *len its size. Caller frees. */
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    unsigned char *b = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(b);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
+    return tu_mkdir(g_root, name);
 }
 
 static void copy_file(const char *from, const char *to) {
     size_t n;
-    unsigned char *b = read_file(from, &n);
-    write_file(to, b, n);
+    unsigned char *b = tu_read_file(from, &n);
+    tu_write_bytes(to, b, n);
     free(b);
 }
 
 static int file_exists(const char *p) { return access(p, F_OK) == 0; }
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 /* max |a − b| / max |b| over n values */
 static double rel_diff(const float *a, const float *b, size_t n) {
@@ -117,107 +65,24 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return m > 0 ? d / m : d;
 }
 
-#define assert_err_has(needle)                                                                                     \
-    ck_assert_msg(strstr(t2_last_error(), (needle)) != NULL, "error \"%s\" does not mention \"%s\"", t2_last_error(), \
-                  (needle))
-
 /* ---------------- checkpoints ---------------- */
 
-typedef struct tens {
-    char name[96];
-    int64_t rows, cols; /* cols = 0: a vector */
-    float *v;
-} tens;
-
-static void add(tens *t, int *n, rng *r, const char *name, int64_t rows, int64_t cols, float scale, float offset) {
-    tens *x = &t[(*n)++];
-    snprintf(x->name, sizeof x->name, "%s", name);
-    x->rows = rows, x->cols = cols;
-    size_t numel = (size_t)rows * (size_t)(cols ? cols : 1);
-    x->v = malloc(numel * sizeof(float));
-    ck_assert_ptr_nonnull(x->v);
-    for (size_t i = 0; i < numel; i++) x->v[i] = offset + uniform(r, -scale, scale);
-}
-
-/* A random llama (untied lm_head) or qwen2 (q/k/v biases, tied) checkpoint in dir, F32 or BF16. */
-static void write_ckpt(const char *dir, int qwen, int bf16, uint64_t seed) {
-    char cfg[1024];
-    snprintf(cfg, sizeof cfg,
-             "{\"model_type\": \"%s\", \"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d,"
-             " \"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d,"
-             " \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"max_position_embeddings\": 256,"
-             " \"tie_word_embeddings\": %s, \"hidden_act\": \"silu\", \"bos_token_id\": 1, \"eos_token_id\": 2}",
-             qwen ? "qwen2" : "llama", V, H, F, L, NH, NKV, qwen ? "true" : "false");
-    char *p = path_join(dir, "config.json");
-    write_file(p, cfg, strlen(cfg));
-    free(p);
-    tens t[64];
-    int n = 0;
-    rng r = {seed};
-    add(t, &n, &r, "model.embed_tokens.weight", V, H, 1.0f, 0.0f);
-    if (!qwen) add(t, &n, &r, "lm_head.weight", V, H, 0.5f, 0.0f);
-    add(t, &n, &r, "model.norm.weight", H, 0, 0.2f, 1.0f);
-    for (int l = 0; l < L; l++) {
-        char nm[96];
-#define T(suffix, rows, cols, scale, off) \
-    (snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix), add(t, &n, &r, nm, rows, cols, scale, off))
-        T("input_layernorm.weight", H, 0, 0.2f, 1.0f);
-        T("post_attention_layernorm.weight", H, 0, 0.2f, 1.0f);
-        T("self_attn.q_proj.weight", QD, H, 0.5f, 0.0f);
-        T("self_attn.k_proj.weight", KVD, H, 0.5f, 0.0f);
-        T("self_attn.v_proj.weight", KVD, H, 0.5f, 0.0f);
-        T("self_attn.o_proj.weight", H, QD, 0.3f, 0.0f);
-        T("mlp.gate_proj.weight", F, H, 0.4f, 0.0f);
-        T("mlp.up_proj.weight", F, H, 0.4f, 0.0f);
-        T("mlp.down_proj.weight", H, F, 0.3f, 0.0f);
-        if (qwen) {
-            T("self_attn.q_proj.bias", QD, 0, 0.3f, 0.0f);
-            T("self_attn.k_proj.bias", KVD, 0, 0.3f, 0.0f);
-            T("self_attn.v_proj.bias", KVD, 0, 0.3f, 0.0f);
-        }
-#undef T
-    }
-    t2_tensor_info info[64];
-    uint16_t *raw[64] = {0};
-    for (int i = 0; i < n; i++) {
-        info[i] = (t2_tensor_info){.name = t[i].name, .dtype = T2_F32, .ndim = t[i].cols ? 2 : 1,
-                                   .shape = {t[i].rows, t[i].cols}, .data = t[i].v};
-        if (bf16) {
-            size_t numel = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
-            raw[i] = malloc(numel * sizeof *raw[i]);
-            ck_assert_ptr_nonnull(raw[i]);
-            for (size_t j = 0; j < numel; j++) raw[i][j] = t2_f32_to_bf16(t[i].v[j]);
-            info[i].dtype = T2_BF16;
-            info[i].data = raw[i];
-        }
-    }
-    p = path_join(dir, "model.safetensors");
-    ck_assert_int_eq(t2_st_write(p, info, (size_t)n, NULL), T2_OK);
-    free(p);
-    for (int i = 0; i < n; i++) free(t[i].v), free(raw[i]);
-}
-
 /* The checkpoints are written by the first test that needs them (ck_assert only works inside tests);
- * with Check's fork mode later tests find them on disk. */
+ * with Check's fork mode later tests find them on disk. A random llama (untied lm_head) and qwen2 (q/k/v
+ * biases, tied), values offset + uniform in [-scale, scale) as float, F32 or BF16. */
 static void need_models(void) {
-    char *p = path_join(g_qwen, "model.safetensors");
+    char *p = tu_join(g_qwen, "model.safetensors");
     if (!file_exists(p)) {
-        write_ckpt(g_llama, 0, 0, 1234);
-        write_ckpt(g_llama_bf16, 0, 1, 4321);
-        write_ckpt(g_qwen, 1, 0, 5678);
+        tu_write_checkpoint(g_llama, &(tu_ckpt){.seed = 1234});
+        tu_write_checkpoint(g_llama_bf16, &(tu_ckpt){.dtype = T2_BF16, .seed = 4321});
+        tu_write_checkpoint(g_qwen, &(tu_ckpt){.model_type = "qwen2", .tie = 1, .seed = 5678});
     }
     free(p);
 }
 
 static t2_model *load_model(const char *dir) {
     need_models();
-    t2_model_params mp = t2_model_default_params();
-    mp.path = dir;
-    mp.n_threads = 2;
-    t2_status s;
-    t2_model *m = t2_model_load(&mp, &s);
-    ck_assert_msg(m != NULL, "load %s: %s", dir, t2_last_error());
-    return m;
+    return tu_load(dir, 2);
 }
 
 /* ---------------- SVD caches ---------------- */
@@ -268,9 +133,9 @@ static t2_expert *rand_expert(const t2_svd *svd, uint64_t seed, float lo, float 
     t2_status s;
     t2_expert *e = t2_expert_new(svd, label, &s);
     ck_assert_msg(e != NULL, "%s", t2_last_error());
-    rng r = {seed};
+    tu_rng r = {seed};
     for (int i = 0; i < t2_expert_count(e); i++)
-        for (int j = 0; j < t2_expert_len(e, i); j++) t2_expert_z(e, i)[j] = uniform(&r, lo, hi);
+        for (int j = 0; j < t2_expert_len(e, i); j++) t2_expert_z(e, i)[j] = tu_uniform_in(&r, lo, hi);
     return e;
 }
 
@@ -279,14 +144,6 @@ static t2_adapter *adapter(const t2_svd *svd, const t2_expert *e, t2_apply mode)
     t2_adapter *a = t2_adapter_new(svd, e, mode, &s);
     ck_assert_msg(a != NULL, "adapter: %s", t2_last_error());
     return a;
-}
-
-static t2_ctx *ctx_new(t2_model *m, int n_ctx, int n_seq, int n_batch) {
-    t2_ctx_params cp = {.n_ctx = n_ctx, .n_seq = n_seq, .n_batch = n_batch};
-    t2_status s;
-    t2_ctx *c = t2_ctx_new(m, &cp, &s);
-    ck_assert_msg(c != NULL, "%s", t2_last_error());
-    return c;
 }
 
 static int32_t tok_at(int seq, int pos) { return (int32_t)((seq * 131 + pos * 29 + 7) % V); }
@@ -314,7 +171,7 @@ typedef struct seg { int seq, from, to; } seg;
 static void mixed_batch_case(const char *dir, t2_modules mods) {
     t2_model *m = load_model(dir);
     char *d = fresh_dir("mixed");
-    char *cp = path_join(d, "svd.safetensors");
+    char *cp = tu_join(d, "svd.safetensors");
     t2_svd *svd = svd_open(m, mods, cp, NULL);
     t2_expert *ea = rand_expert(svd, 11, 0.5f, 1.5f, "A"), *eb = rand_expert(svd, 12, 0.5f, 1.5f, "B"),
               *ec = rand_expert(svd, 13, 0.5f, 1.5f, "C");
@@ -326,7 +183,7 @@ static void mixed_batch_case(const char *dir, t2_modules mods) {
 
     /* one at a time: the prompt as one batch, then one decode row per token */
     static float ref[NREQ][MAXT][V];
-    t2_ctx *c1 = ctx_new(m, 32, 1, MAXROWS);
+    t2_ctx *c1 = tu_ctx_new(m, 32, 1, MAXROWS);
     ck_assert_int_eq(t2_ctx_set_svd(c1, svd, 0), T2_OK);
     for (int q = 0; q < NREQ; q++) {
         int32_t tok[MAXT], pos[MAXT], sq[MAXT];
@@ -356,7 +213,7 @@ static void mixed_batch_case(const char *dir, t2_modules mods) {
         {{3, 14, 15}, {1, 21, 22}, {0, 9, 10}, {5, 2, 3}, {4, 4, 5}, {-1, 0, 0}},
         {{5, 3, 4}, {2, 7, 8}, {1, 22, 23}, {4, 5, 6}, {-1, 0, 0}},
     };
-    t2_ctx *c = ctx_new(m, 32, NREQ, MAXROWS);
+    t2_ctx *c = tu_ctx_new(m, 32, NREQ, MAXROWS);
     ck_assert_int_eq(t2_ctx_set_svd(c, svd, 0), T2_OK);
     int covered[NREQ] = {0}, saw_big = 0, saw_small = 0;
     static float out[MAXROWS][V];
@@ -418,7 +275,7 @@ END_TEST
 static void z_one_case(const char *dir, t2_modules mods) {
     t2_model *m = load_model(dir);
     char *d = fresh_dir("zone");
-    char *cp = path_join(d, "svd.safetensors");
+    char *cp = tu_join(d, "svd.safetensors");
     t2_svd *svd = svd_open(m, mods, cp, NULL);
     for (int i = 0; i < t2_svd_count(svd); i++)
         ck_assert_msg(t2_svd_error(svd, i) < 1e-5, "%s: reconstruction error %g", t2_svd_name(svd, i), t2_svd_error(svd, i));
@@ -428,7 +285,7 @@ static void z_one_case(const char *dir, t2_modules mods) {
     t2_adapter *fa = adapter(svd, e, T2_APPLY_FACTORED), *ma = adapter(svd, e, T2_APPLY_MERGED);
     enum { N = 20 };
     static float base[N * V], f[N * V], mg[N * V];
-    t2_ctx *c = ctx_new(m, N, 1, N);
+    t2_ctx *c = tu_ctx_new(m, N, 1, N);
     ck_assert_int_eq(t2_ctx_set_svd(c, svd, 0), T2_OK);
     for (int n = 5; n <= N; n += N - 5) { /* gemv and GEMM paths */
         prompt_logits(c, NULL, 0, n, base);
@@ -526,7 +383,7 @@ static void expect_rebuilt_dtype(t2_model *m, t2_modules mods, const char *path,
     t2_expert *e = rand_expert(svd, 5, 0.5f, 1.5f, "x"), *e2 = rand_expert(ref, 5, 0.5f, 1.5f, "x");
     t2_adapter *a = adapter(svd, e, T2_APPLY_FACTORED), *a2 = adapter(ref, e2, T2_APPLY_FACTORED);
     static float x[8 * V], y[8 * V];
-    t2_ctx *c = ctx_new(m, 8, 1, 8), *c2 = ctx_new(m, 8, 1, 8);
+    t2_ctx *c = tu_ctx_new(m, 8, 1, 8), *c2 = tu_ctx_new(m, 8, 1, 8);
     ck_assert_int_eq(t2_ctx_set_svd(c, svd, 0), T2_OK);
     ck_assert_int_eq(t2_ctx_set_svd(c2, ref, 0), T2_OK);
     prompt_logits(c, a, 2, 8, x);
@@ -545,8 +402,8 @@ static void expect_rebuilt(t2_model *m, t2_modules mods, const char *path, const
 START_TEST(test_cache_corrupt_rebuilt) {
     t2_model *m = load_model(g_llama);
     char *d = fresh_dir("corrupt");
-    char *good = path_join(d, "good.safetensors"), *p = path_join(d, "svd.safetensors");
-    char *attn = path_join(d, "attn.safetensors");
+    char *good = tu_join(d, "good.safetensors"), *p = tu_join(d, "svd.safetensors");
+    char *attn = tu_join(d, "attn.safetensors");
     events ev;
     t2_svd *ref = svd_open(m, T2_MODULES_MLP, good, &ev);
     ck_assert_int_eq(ev.built, t2_svd_count(ref));
@@ -563,16 +420,16 @@ START_TEST(test_cache_corrupt_rebuilt) {
     t2_svd_free(same);
 
     size_t n;
-    unsigned char *bytes = read_file(good, &n);
+    unsigned char *bytes = tu_read_file(good, &n);
 
     /* truncated */
-    write_file(p, bytes, n / 2);
+    tu_write_bytes(p, bytes, n / 2);
     expect_rebuilt(m, T2_MODULES_MLP, p, ref, "");
     /* truncated inside the header */
-    write_file(p, bytes, 20);
+    tu_write_bytes(p, bytes, 20);
     expect_rebuilt(m, T2_MODULES_MLP, p, ref, "");
     /* empty file */
-    write_file(p, bytes, 0);
+    tu_write_bytes(p, bytes, 0);
     expect_rebuilt(m, T2_MODULES_MLP, p, ref, "");
     /* another model's fingerprint — with singular values that would show if the file were used */
     rewrite_cache(good, p, "fingerprint", "0123456789abcdef", NULL, 2.0f);
@@ -602,7 +459,7 @@ START_TEST(test_cache_corrupt_rebuilt) {
     rewrite_cache(good, p, "version", "2", NULL, 2.0f);
     expect_rebuilt(m, T2_MODULES_MLP, p, ref, "version");
     /* not safetensors at all */
-    write_file(p, "hello, world, this is not a cache", 33);
+    tu_write_bytes(p, "hello, world, this is not a cache", 33);
     expect_rebuilt(m, T2_MODULES_MLP, p, ref, "");
     /* negative singular values */
     rewrite_cache(good, p, NULL, NULL, NULL, -1.0f);
@@ -647,7 +504,7 @@ static void write_partial(const t2_svd *svd, const char *cache, int i, const cha
 START_TEST(test_cache_resume) {
     t2_model *m = load_model(g_llama);
     char *d = fresh_dir("resume");
-    char *p = path_join(d, "svd.safetensors");
+    char *p = tu_join(d, "svd.safetensors");
     char partial[4200], f3[4300], f4[4300];
     snprintf(partial, sizeof partial, "%s.partial", p);
     events ev;
@@ -665,8 +522,8 @@ START_TEST(test_cache_resume) {
     write_partial(ref, p, 6, fp);
     snprintf(f3, sizeof f3, "%s/%05d.safetensors", partial, 6);
     size_t len;
-    unsigned char *b = read_file(f3, &len);
-    write_file(f3, b, len - 100);
+    unsigned char *b = tu_read_file(f3, &len);
+    tu_write_bytes(f3, b, len - 100);
     free(b);
     snprintf(f4, sizeof f4, "%s/%05d.safetensors", partial, 5);
     ck_assert(file_exists(f4));
@@ -684,7 +541,7 @@ START_TEST(test_cache_resume) {
     t2_expert *e = rand_expert(svd, 9, 0.5f, 1.5f, "r"), *e2 = rand_expert(ref, 9, 0.5f, 1.5f, "r");
     t2_adapter *a = adapter(svd, e, T2_APPLY_MERGED), *a2 = adapter(ref, e2, T2_APPLY_FACTORED);
     static float x[6 * V], y[6 * V];
-    t2_ctx *c = ctx_new(m, 8, 1, 8), *c2 = ctx_new(m, 8, 1, 8);
+    t2_ctx *c = tu_ctx_new(m, 8, 1, 8), *c2 = tu_ctx_new(m, 8, 1, 8);
     ck_assert_int_eq(t2_ctx_set_svd(c, svd, 0), T2_OK);
     ck_assert_int_eq(t2_ctx_set_svd(c2, ref, 0), T2_OK);
     prompt_logits(c, a, 3, 6, x);
@@ -798,19 +655,19 @@ static void expect_load_error(const char *path, const t2_svd *svd, t2_status wan
     t2_expert *e = t2_expert_load(path, svd, &s);
     ck_assert_msg(e == NULL, "%s loaded although it should fail with \"%s\"", path, needle);
     ck_assert_msg(s == want, "%s: status %s, want %s (%s)", path, t2_strerror(s), t2_strerror(want), t2_last_error());
-    assert_err_has(needle);
+    TU_ASSERT_ERR_HAS(needle);
     if (import_too) {
         e = t2_expert_import(path, svd, &s);
         ck_assert_msg(e == NULL, "%s imported although it should fail with \"%s\"", path, needle);
         ck_assert_int_eq(s, want);
-        assert_err_has(needle);
+        TU_ASSERT_ERR_HAS(needle);
     }
 }
 
 START_TEST(test_expert_errors) {
     t2_model *m = load_model(g_llama);
     char *d = fresh_dir("experr");
-    char *cp = path_join(d, "svd.safetensors"), *p = path_join(d, "e.safetensors");
+    char *cp = tu_join(d, "svd.safetensors"), *p = tu_join(d, "e.safetensors");
     t2_svd *svd = svd_open(m, T2_MODULES_MLP, cp, NULL);
     t2_status s;
 
@@ -826,10 +683,10 @@ START_TEST(test_expert_errors) {
 
     /* truncated: at several lengths, never a crash */
     size_t len;
-    unsigned char *b = read_file(p, &len);
+    unsigned char *b = tu_read_file(p, &len);
     size_t cuts[] = {0, 4, 8, 30, len / 2, len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
-        write_file(p, b, cuts[i]);
+        tu_write_bytes(p, b, cuts[i]);
         e = t2_expert_load(p, svd, &s);
         ck_assert_msg(e == NULL && s != T2_OK, "truncated to %zu bytes but loaded", cuts[i]);
         ck_assert_msg(strstr(t2_last_error(), p) != NULL, "\"%s\" does not name the file", t2_last_error());
@@ -877,7 +734,7 @@ START_TEST(test_expert_errors) {
     e = t2_expert_load(p, NULL, &s); /* also when only checked for form */
     ck_assert_ptr_null(e);
     /* an expert for attention against an mlp cache */
-    char *ca = path_join(d, "attn.safetensors");
+    char *ca = tu_join(d, "attn.safetensors");
     t2_svd *sa = svd_open(m, T2_MODULES_ATTN, ca, NULL);
     write_zfile(sa, p, &(zfile){.format = ""});
     expect_load_error(p, svd, T2_ERR_NOT_FOUND, "self_attn", 0);
@@ -892,7 +749,7 @@ END_TEST
 START_TEST(test_expert_roundtrip_and_mix) {
     t2_model *m = load_model(g_qwen);
     char *d = fresh_dir("expert");
-    char *cp = path_join(d, "svd.safetensors"), *p = path_join(d, "e.safetensors");
+    char *cp = tu_join(d, "svd.safetensors"), *p = tu_join(d, "e.safetensors");
     t2_svd *svd = svd_open(m, T2_MODULES_ALL, cp, NULL);
     int n = t2_svd_count(svd);
     t2_expert *e = rand_expert(svd, 21, 0.2f, 1.8f, "math");
@@ -983,7 +840,7 @@ START_TEST(test_expert_roundtrip_and_mix) {
     /* errors: nothing to mix, experts of other matrices */
     ck_assert_ptr_null(t2_expert_mix(ex, alpha, 0, 0, &s));
     ck_assert_int_ne(s, T2_OK);
-    char *cm = path_join(d, "mlp.safetensors");
+    char *cm = tu_join(d, "mlp.safetensors");
     t2_svd *sm = svd_open(m, T2_MODULES_MLP, cm, NULL);
     t2_expert *other = rand_expert(sm, 3, 0.5f, 1.5f, "mlp");
     const t2_expert *bad[2] = {e, other};
@@ -1010,7 +867,7 @@ END_TEST
 START_TEST(test_adapter_refuses_nonpositive) {
     t2_model *m = load_model(g_llama);
     char *d = fresh_dir("nonpos");
-    char *cp = path_join(d, "svd.safetensors");
+    char *cp = tu_join(d, "svd.safetensors");
     t2_svd *svd = svd_open(m, T2_MODULES_MLP, cp, NULL);
     t2_status s;
     t2_expert *e = t2_expert_new(svd, NULL, &s);
@@ -1033,7 +890,7 @@ START_TEST(test_adapter_refuses_nonpositive) {
             t2_adapter *a = t2_adapter_new(svd, e, (t2_apply)mode, &s);
             ck_assert_msg(a == NULL, "%s z accepted", cases[c].what);
             ck_assert_int_eq(s, T2_ERR_INVALID_ARG);
-            assert_err_has(t2_svd_name(svd, k));
+            TU_ASSERT_ERR_HAS(t2_svd_name(svd, k));
         }
     }
     /* a z that is negative in places but has Σ(s ⊙ z) > 0 is fine */
@@ -1055,7 +912,7 @@ END_TEST
 START_TEST(test_merged_budget) {
     t2_model *m = load_model(g_qwen);
     char *d = fresh_dir("budget");
-    char *cp = path_join(d, "svd.safetensors");
+    char *cp = tu_join(d, "svd.safetensors");
     t2_svd *svd = svd_open(m, T2_MODULES_ALL, cp, NULL);
     t2_expert *ex[3];
     t2_adapter *fa[3], *ma[3];
@@ -1076,7 +933,7 @@ START_TEST(test_merged_budget) {
     }
     t2_batch b = {.n = N, .token = tok, .pos = pos, .seq = sq, .want = want};
     static float ref[N * V], got[N * V];
-    t2_ctx *c = ctx_new(m, 16, 3, N);
+    t2_ctx *c = tu_ctx_new(m, 16, 3, N);
     ck_assert_int_eq(t2_ctx_set_svd(c, svd, 0), T2_OK);
     ck_assert_int_eq(t2_ctx_decode_adapted(c, &b, adf, ref), T2_OK);
     size_t budgets[] = {1, mat_bytes - 1, mat_bytes, 2 * mat_bytes, 2 * mat_bytes + 100, 0};
@@ -1153,12 +1010,12 @@ START_TEST(test_decode_adapted_misuse) {
     t2_model *m = load_model(g_llama);
     t2_model *m2 = load_model(g_qwen);
     char *d = fresh_dir("misuse");
-    char *c1p = path_join(d, "a.safetensors"), *c2p = path_join(d, "b.safetensors"), *c3p = path_join(d, "c.safetensors");
+    char *c1p = tu_join(d, "a.safetensors"), *c2p = tu_join(d, "b.safetensors"), *c3p = tu_join(d, "c.safetensors");
     t2_svd *svd = svd_open(m, T2_MODULES_MLP, c1p, NULL), *svd_b = svd_open(m, T2_MODULES_MLP, c2p, NULL);
     t2_svd *svd_q = svd_open(m2, T2_MODULES_MLP, c3p, NULL);
     t2_expert *e = rand_expert(svd, 1, 0.5f, 1.5f, "x");
     t2_adapter *a = adapter(svd, e, T2_APPLY_FACTORED), *ab = adapter(svd_b, e, T2_APPLY_FACTORED);
-    t2_ctx *c = ctx_new(m, 8, 1, 8);
+    t2_ctx *c = tu_ctx_new(m, 8, 1, 8);
     int32_t tok = 3, pos = 0, sq = 0;
     t2_batch b = {.n = 1, .token = &tok, .pos = &pos, .seq = &sq};
     float out[V];
@@ -1241,11 +1098,8 @@ int main(void) {
     mkdir(g_qwen, 0755);
     mkdir(g_llama_bf16, 0755);
 
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    nftw(g_root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = tu_run(suite());
+    tu_rm_rf(g_root);
     free(cache), free(g_llama), free(g_qwen), free(g_llama_bf16);
-    return failed ? 1 : 0;
+    return rc;
 }

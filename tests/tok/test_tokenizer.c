@@ -5,6 +5,8 @@
 #include <t2/error.h>
 #include <t2/tokenizer.h>
 
+#include "util.h"
+
 #include <check.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,12 +19,19 @@
 static char g_dir[200];
 
 static void write_file(const char *dir, const char *name, const char *text) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
+    char *p = tu_join(dir, name);
+    tu_write_str(p, text);
+    free(p);
+}
+
+/* dir/tokenizer.json from root (released here) and dir/tokenizer_config.json with the text config. */
+static void write_tokenizer(const char *dir, json_t *root, const char *config) {
+    ck_assert_ptr_nonnull(root);
+    char *p = tu_join(dir, "tokenizer.json");
+    ck_assert_int_eq(json_dump_file(root, p, 0), 0);
+    free(p);
+    json_decref(root);
+    write_file(dir, "tokenizer_config.json", config);
 }
 
 static char *make_dir(const char *name) {
@@ -76,14 +85,9 @@ static const char *byte_level_dir(void) {
         LLAMA3_RE, "behavior", "Isolated", "invert", 0, "type", "ByteLevel", "add_prefix_space", 0, "use_regex", 0,
         "post_processor", "decoder", "type", "ByteLevel", "model", "type", "BPE", "vocab", vocab, "merges", merges,
         "ignore_merges", 0);
-    ck_assert_ptr_nonnull(root);
-    char p[512];
-    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
-    ck_assert_int_eq(json_dump_file(root, p, 0), 0);
-    json_decref(root);
-    write_file(dir, "tokenizer_config.json",
-               "{\"eos_token\": \"<|end|>\", \"clean_up_tokenization_spaces\": false,"
-               " \"chat_template\": \"{% for m in messages %}<|im_start|>{{ m.role }}...{% endfor %}\"}");
+    write_tokenizer(dir, root,
+                    "{\"eos_token\": \"<|end|>\", \"clean_up_tokenization_spaces\": false,"
+                    " \"chat_template\": \"{% for m in messages %}<|im_start|>{{ m.role }}...{% endfor %}\"}");
     return dir;
 }
 
@@ -123,14 +127,9 @@ static const char *sentencepiece_dir(void) {
         "decoder", "type", "Sequence", "decoders", "type", "Replace", "pattern", "String", "▁", "content", " ", "type",
         "ByteFallback", "type", "Fuse", "type", "Strip", "content", " ", "start", 1, "stop", 0, "model", "type", "BPE",
         "vocab", vocab, "merges", merges, "unk_token", "<unk>", "byte_fallback", 1, "fuse_unk", 1);
-    ck_assert_ptr_nonnull(root);
-    char p[512];
-    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
-    ck_assert_int_eq(json_dump_file(root, p, 0), 0);
-    json_decref(root);
-    write_file(dir, "tokenizer_config.json",
-               "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"unk_token\": \"<unk>\","
-               " \"clean_up_tokenization_spaces\": false, \"model_max_length\": 1000000000000000019884624838656}");
+    write_tokenizer(dir, root,
+                    "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"unk_token\": \"<unk>\","
+                    " \"clean_up_tokenization_spaces\": false, \"model_max_length\": 1000000000000000019884624838656}");
     return dir;
 }
 
@@ -538,12 +537,7 @@ static Suite *suite(void) {
 
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/t2-tok-test-%ld", (long)getpid());
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-    return failed ? 1 : 0;
+    int rc = tu_run(suite());
+    if (tu_rm_rf(g_dir) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    return rc;
 }

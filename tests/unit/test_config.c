@@ -23,10 +23,6 @@ static void teardown(void) {
     free(g_path);
 }
 
-#define ASSERT_MSG_HAS(needle)                                                                                      \
-    ck_assert_msg(strstr(t2_last_error(), (needle)) != NULL, "error detail \"%s\" does not mention \"%s\"",        \
-                  t2_last_error(), (needle))
-
 static t2_status load(const char *json, t2_model_config *c) {
     tu_write_str(g_path, json);
     return t2_model_config_load(g_path, c);
@@ -141,7 +137,7 @@ START_TEST(test_mistral_window) {
     ck_assert_int_eq(c.sliding_window, 0);
     s = load("{\"model_type\": \"mistral\", " BASE_FIELDS ", \"sliding_window\": -5}", &c);
     ck_assert_int_eq(s, T2_ERR_FORMAT);
-    ASSERT_MSG_HAS("sliding_window");
+    TU_ASSERT_ERR_HAS("sliding_window");
     /* llama ignores a sliding_window field */
     s = load("{\"model_type\": \"llama\", " BASE_FIELDS ", \"sliding_window\": 1000}", &c);
     ck_assert_int_eq(s, T2_OK);
@@ -169,7 +165,7 @@ START_TEST(test_qwen2) {
 
     s = load("{\"model_type\": \"qwen2\", " BASE_FIELDS ", \"use_sliding_window\": true}", &c);
     ck_assert_int_eq(s, T2_ERR_UNSUPPORTED);
-    ASSERT_MSG_HAS("use_sliding_window");
+    TU_ASSERT_ERR_HAS("use_sliding_window");
 }
 END_TEST
 
@@ -240,8 +236,8 @@ START_TEST(test_bad_config) {
     else s = t2_model_config_load(g_path, &c);   /* never written */
     ck_assert_msg(s == b->want, "%s: status %d (%s), want %d; detail: %s", b->what, s, t2_strerror(s), b->want,
                   t2_last_error());
-    ASSERT_MSG_HAS(b->needle);
-    ASSERT_MSG_HAS("config.json");
+    TU_ASSERT_ERR_HAS(b->needle);
+    TU_ASSERT_ERR_HAS("config.json");
 }
 END_TEST
 
@@ -264,10 +260,4 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run(suite()); }

@@ -18,157 +18,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-enum { V = 64, H = 32, L = 2, NH = 4, NKV = 2, HD = H / NH, F = 48, QD = NH * HD, KVD = NKV * HD };
+enum { V = TU_V, H = TU_H, L = TU_L, NH = TU_NH, NKV = TU_NKV, HD = H / NH, F = TU_F, QD = NH * HD, KVD = NKV * HD };
 
-/* ---- checkpoint writer ---- */
-
-typedef struct ck_opts {
-    t2_dtype dtype;
-    int tie;                    /* tie_word_embeddings (and no lm_head.weight) */
-    const char *skip;           /* leave this tensor out */
-    const char *bad_shape;      /* write this 2-D tensor with 8 extra rows */
-    const char *i32;            /* write this tensor as I32 */
-    const char *model_type;     /* NULL = llama */
-    int sliding_window;         /* mistral */
-    int eos;                    /* eos_token_id; 0 = 2 */
-    uint64_t seed;
-} ck_opts;
-
-typedef struct tens {
-    char name[96];
-    int64_t rows, cols;         /* cols = 0: a vector */
-    float *v;
-} tens;
-
-/* A value that is exact in BF16 and F16: 8-bit mantissa, |x| in [2^-12, 2) or 0. */
-static float exact16(float x) {
-    float b = t2_bf16_to_f32(t2_f32_to_bf16(x));
-    return fabsf(b) < 0x1p-12f ? 0.0f : b;
-}
-
-static uint16_t to_f16(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    uint16_t h;
-    if ((u & 0x7fffffffu) == 0) h = (uint16_t)(u >> 16);
-    else {
-        int e = (int)((u >> 23) & 0xff) - 127;
-        h = (uint16_t)((u >> 16 & 0x8000) | (uint32_t)(e + 15) << 10 | (u & 0x7fffff) >> 13);
-    }
-    ck_assert_msg(t2_f16_to_f32(h) == x, "%a is not exact in F16", x);
-    return h;
-}
-
-static void add(tens *t, int *n, tu_rng *r, const char *name, int64_t rows, int64_t cols, float scale, float offset) {
-    tens *x = &t[(*n)++];
-    snprintf(x->name, sizeof x->name, "%s", name);
-    x->rows = rows;
-    x->cols = cols;
-    size_t numel = (size_t)rows * (size_t)(cols ? cols : 1);
-    x->v = malloc(numel * sizeof(float));
-    for (size_t i = 0; i < numel; i++) x->v[i] = exact16(offset + scale * tu_uniform(r));
-}
-
-static void write_ckpt(const char *dir, const ck_opts *o) {
-    const char *mt = o->model_type ? o->model_type : "llama";
-    int qwen = !strcmp(mt, "qwen2");
-    char cfg[1024];
-    int len = snprintf(cfg, sizeof cfg,
-                       "{\"model_type\": \"%s\", \"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d,"
-                       " \"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d,"
-                       " \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"max_position_embeddings\": 256,"
-                       " \"tie_word_embeddings\": %s, \"hidden_act\": \"silu\", \"bos_token_id\": 1, \"eos_token_id\": %d",
-                       mt, V, H, F, L, NH, NKV, o->tie ? "true" : "false", o->eos ? o->eos : 2);
-    if (o->sliding_window) len += snprintf(cfg + len, sizeof cfg - (size_t)len, ", \"sliding_window\": %d", o->sliding_window);
-    snprintf(cfg + len, sizeof cfg - (size_t)len, "}");
-    char *p = tu_join(dir, "config.json");
-    tu_write_str(p, cfg);
-    free(p);
-
-    tens t[64];
-    int n = 0;
-    tu_rng r = {o->seed ? o->seed : 1234};
-    add(t, &n, &r, "model.embed_tokens.weight", V, H, 1.0f, 0.0f);
-    if (!o->tie) add(t, &n, &r, "lm_head.weight", V, H, 0.5f, 0.0f);
-    add(t, &n, &r, "model.norm.weight", H, 0, 0.2f, 1.0f);
-    for (int l = 0; l < L; l++) {
-        char nm[96];
-#define T(suffix, rows, cols, scale, off)                                                                          \
-    (snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix), add(t, &n, &r, nm, rows, cols, scale, off))
-        T("input_layernorm.weight", H, 0, 0.2f, 1.0f);
-        T("post_attention_layernorm.weight", H, 0, 0.2f, 1.0f);
-        T("self_attn.q_proj.weight", QD, H, 0.5f, 0.0f);
-        T("self_attn.k_proj.weight", KVD, H, 0.5f, 0.0f);
-        T("self_attn.v_proj.weight", KVD, H, 0.5f, 0.0f);
-        T("self_attn.o_proj.weight", H, QD, 0.3f, 0.0f);
-        T("mlp.gate_proj.weight", F, H, 0.4f, 0.0f);
-        T("mlp.up_proj.weight", F, H, 0.4f, 0.0f);
-        T("mlp.down_proj.weight", H, F, 0.3f, 0.0f);
-        if (qwen) {
-            T("self_attn.q_proj.bias", QD, 0, 0.3f, 0.0f);
-            T("self_attn.k_proj.bias", KVD, 0, 0.3f, 0.0f);
-            T("self_attn.v_proj.bias", KVD, 0, 0.3f, 0.0f);
-        }
-#undef T
-    }
-    t2_tensor_info info[64];
-    void *bufs[64];
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        if (o->skip && !strcmp(o->skip, t[i].name)) continue;
-        t2_tensor_info *ti = &info[m];
-        memset(ti, 0, sizeof *ti);
-        ti->name = t[i].name;
-        ti->dtype = o->dtype;
-        ti->ndim = t[i].cols ? 2 : 1;
-        ti->shape[0] = t[i].rows;
-        ti->shape[1] = t[i].cols;
-        size_t numel = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
-        if (o->bad_shape && !strcmp(o->bad_shape, t[i].name)) {
-            ti->shape[0] += 8;
-            numel += 8 * (size_t)(t[i].cols ? t[i].cols : 1);
-        }
-        int is_i32 = o->i32 && !strcmp(o->i32, t[i].name);
-        if (is_i32) ti->dtype = T2_I32;
-        void *buf = calloc(numel, 4);
-        size_t have = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
-        for (size_t k = 0; k < numel; k++) {
-            float x = k < have ? t[i].v[k] : 0.25f;
-            if (is_i32) ((int32_t *)buf)[k] = (int32_t)(x * 100);
-            else if (o->dtype == T2_F32) ((float *)buf)[k] = x;
-            else if (o->dtype == T2_BF16) ((uint16_t *)buf)[k] = t2_f32_to_bf16(x);
-            else ((uint16_t *)buf)[k] = to_f16(x);
-        }
-        ti->data = buf;
-        bufs[m++] = buf;
-    }
-    p = tu_join(dir, "model.safetensors");
-    ck_assert_int_eq(t2_st_write(p, info, (size_t)m, NULL), T2_OK);
-    free(p);
-    for (int i = 0; i < m; i++) free(bufs[i]);
-    for (int i = 0; i < n; i++) free(t[i].v);
+/* The checkpoints of this suite: values exact in BF16 and F16, so that F32/BF16/F16 copies hold the same weights. */
+static void write_ckpt(const char *dir, tu_ckpt o) {
+    o.exact16 = 1;
+    tu_write_checkpoint(dir, &o);
 }
 
 /* ---- shared checkpoints (made once per process) ---- */
 
 static char *g_root, *g_f32, *g_bf16, *g_f16;
 
-static char *make_dir(const char *name) {
-    char *d = tu_join(g_root, name);
-    ck_assert_int_eq(mkdir(d, 0755), 0);
-    return d;
-}
-
 static void global_setup(void) {
     g_root = tu_mkdtemp();
-    g_f32 = make_dir("f32");
-    g_bf16 = make_dir("bf16");
-    g_f16 = make_dir("f16");
-    write_ckpt(g_f32, &(ck_opts){.dtype = T2_F32});
-    write_ckpt(g_bf16, &(ck_opts){.dtype = T2_BF16});
-    write_ckpt(g_f16, &(ck_opts){.dtype = T2_F16});
+    g_f32 = tu_mkdir(g_root, "f32");
+    g_bf16 = tu_mkdir(g_root, "bf16");
+    g_f16 = tu_mkdir(g_root, "f16");
+    write_ckpt(g_f32, (tu_ckpt){.dtype = T2_F32});
+    write_ckpt(g_bf16, (tu_ckpt){.dtype = T2_BF16});
+    write_ckpt(g_f16, (tu_ckpt){.dtype = T2_F16});
 }
 
 static void global_teardown(void) {
@@ -177,29 +47,6 @@ static void global_teardown(void) {
     free(g_f32);
     free(g_bf16);
     free(g_f16);
-}
-
-#define ASSERT_MSG_HAS(needle)                                                                                      \
-    ck_assert_msg(strstr(t2_last_error(), (needle)) != NULL, "error detail \"%s\" does not mention \"%s\"",        \
-                  t2_last_error(), (needle))
-
-static t2_model *load(const char *dir, int threads) {
-    t2_model_params mp = t2_model_default_params();
-    mp.path = dir;
-    mp.n_threads = threads;
-    t2_status err;
-    t2_model *m = t2_model_load(&mp, &err);
-    ck_assert_msg(m != NULL, "load %s: %s", dir, t2_last_error());
-    ck_assert_int_eq(err, T2_OK);
-    return m;
-}
-
-static t2_ctx *ctx_new(t2_model *m, int n_ctx, int n_seq, int n_batch) {
-    t2_ctx_params cp = {.n_ctx = n_ctx, .n_seq = n_seq, .n_batch = n_batch};
-    t2_status err;
-    t2_ctx *c = t2_ctx_new(m, &cp, &err);
-    ck_assert_msg(c != NULL, "ctx: %s", t2_last_error());
-    return c;
 }
 
 static void rand_tokens(int32_t *t, int n, uint64_t seed) {
@@ -227,7 +74,7 @@ static void feed(t2_ctx *c, int seq, const int32_t *tok, int n, int start, int c
 
 /* A sequence alone, one token at a time, in a fresh context. */
 static void run_alone(t2_model *m, const int32_t *tok, int n, float *out) {
-    t2_ctx *c = ctx_new(m, 128, 1, 4);
+    t2_ctx *c = tu_ctx_new(m, 128, 1, 4);
     feed(c, 0, tok, n, 0, 1, out);
     t2_ctx_free(c);
 }
@@ -264,7 +111,7 @@ START_TEST(test_load_ok) {
     const char *dirs[3] = {g_f32, g_bf16, g_f16};
     t2_dtype dts[3] = {T2_F32, T2_BF16, T2_F16};
     for (int i = 0; i < 3; i++) {
-        t2_model *m = load(dirs[i], 2);
+        t2_model *m = tu_load(dirs[i], 2);
         const t2_model_config *c = t2_model_get_config(m);
         ck_assert_int_eq(c->vocab_size, V);
         ck_assert_int_eq(c->n_layers, L);
@@ -298,11 +145,11 @@ static t2_status load_fail(void) {
 }
 
 START_TEST(test_load_tied) {
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_BF16, .tie = 1});
-    t2_model *m = load(s_dir, 1);
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_BF16, .tie = 1});
+    t2_model *m = tu_load(s_dir, 1);
     ck_assert_int_eq(t2_model_n_params(m), expected_params(1, 0));
     /* a tied model still decodes */
-    t2_ctx *c = ctx_new(m, 16, 1, 8);
+    t2_ctx *c = tu_ctx_new(m, 16, 1, 8);
     int32_t tok[3] = {5, 6, 7};
     float lg[3 * V];
     feed(c, 0, tok, 3, 0, 3, lg);
@@ -312,8 +159,8 @@ START_TEST(test_load_tied) {
 END_TEST
 
 START_TEST(test_load_qwen2) {
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_F32, .model_type = "qwen2"});
-    t2_model *m = load(s_dir, 2);
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_F32, .model_type = "qwen2"});
+    t2_model *m = tu_load(s_dir, 2);
     ck_assert_int_eq(t2_model_n_params(m), expected_params(0, 1));
     ck_assert_int_eq(t2_model_get_config(m)->attention_bias, 1);
     /* biases are used on both paths alike: prefill vs one at a time */
@@ -321,67 +168,67 @@ START_TEST(test_load_qwen2) {
     rand_tokens(tok, 20, 9);
     float a[20 * V], b[20 * V];
     run_alone(m, tok, 20, a);
-    t2_ctx *c = ctx_new(m, 64, 1, 32);
+    t2_ctx *c = tu_ctx_new(m, 64, 1, 32);
     feed(c, 0, tok, 20, 0, 20, b);
     assert_close(b, a, 20, 1e-5, "qwen2 prefill vs incremental");
     t2_ctx_free(c);
     t2_model_free(m);
     /* and a qwen2 checkpoint without biases is refused, naming the bias */
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_F32, .model_type = "qwen2", .skip = "model.layers.1.self_attn.v_proj.bias"});
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_F32, .model_type = "qwen2", .skip = "model.layers.1.self_attn.v_proj.bias"});
     ck_assert_int_eq(load_fail(), T2_ERR_NOT_FOUND);
-    ASSERT_MSG_HAS("model.layers.1.self_attn.v_proj.bias");
+    TU_ASSERT_ERR_HAS("model.layers.1.self_attn.v_proj.bias");
 }
 END_TEST
 
 START_TEST(test_load_missing_tensor) {
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_F32, .skip = "model.layers.1.mlp.up_proj.weight"});
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_F32, .skip = "model.layers.1.mlp.up_proj.weight"});
     ck_assert_int_eq(load_fail(), T2_ERR_NOT_FOUND);
-    ASSERT_MSG_HAS("model.layers.1.mlp.up_proj.weight");
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_F32, .skip = "model.norm.weight"});
+    TU_ASSERT_ERR_HAS("model.layers.1.mlp.up_proj.weight");
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_F32, .skip = "model.norm.weight"});
     ck_assert_int_eq(load_fail(), T2_ERR_NOT_FOUND);
-    ASSERT_MSG_HAS("model.norm.weight");
+    TU_ASSERT_ERR_HAS("model.norm.weight");
 }
 END_TEST
 
 START_TEST(test_load_misshaped) {
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_BF16, .bad_shape = "model.layers.0.self_attn.k_proj.weight"});
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_BF16, .bad_shape = "model.layers.0.self_attn.k_proj.weight"});
     ck_assert_int_eq(load_fail(), T2_ERR_SHAPE);
-    ASSERT_MSG_HAS("model.layers.0.self_attn.k_proj.weight");
-    ASSERT_MSG_HAS("[24,32]");   /* what the file has */
-    ASSERT_MSG_HAS("[16,32]");   /* what the config implies */
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_F32, .bad_shape = "model.layers.1.post_attention_layernorm.weight"});
+    TU_ASSERT_ERR_HAS("model.layers.0.self_attn.k_proj.weight");
+    TU_ASSERT_ERR_HAS("[24,32]");   /* what the file has */
+    TU_ASSERT_ERR_HAS("[16,32]");   /* what the config implies */
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_F32, .bad_shape = "model.layers.1.post_attention_layernorm.weight"});
     ck_assert_int_eq(load_fail(), T2_ERR_SHAPE);
-    ASSERT_MSG_HAS("model.layers.1.post_attention_layernorm.weight");
-    ASSERT_MSG_HAS("[40]");
-    ASSERT_MSG_HAS("[32]");
+    TU_ASSERT_ERR_HAS("model.layers.1.post_attention_layernorm.weight");
+    TU_ASSERT_ERR_HAS("[40]");
+    TU_ASSERT_ERR_HAS("[32]");
 }
 END_TEST
 
 START_TEST(test_load_i32) {
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_F32, .i32 = "model.layers.0.mlp.gate_proj.weight"});
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_F32, .i32 = "model.layers.0.mlp.gate_proj.weight"});
     ck_assert_int_eq(load_fail(), T2_ERR_SHAPE);
-    ASSERT_MSG_HAS("model.layers.0.mlp.gate_proj.weight");
-    ASSERT_MSG_HAS("I32");
+    TU_ASSERT_ERR_HAS("model.layers.0.mlp.gate_proj.weight");
+    TU_ASSERT_ERR_HAS("I32");
 }
 END_TEST
 
 START_TEST(test_load_no_lm_head) {
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_F32, .skip = "lm_head.weight"});
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_F32, .skip = "lm_head.weight"});
     ck_assert_int_eq(load_fail(), T2_ERR_NOT_FOUND);
-    ASSERT_MSG_HAS("lm_head.weight");
-    ASSERT_MSG_HAS("tie_word_embeddings");
+    TU_ASSERT_ERR_HAS("lm_head.weight");
+    TU_ASSERT_ERR_HAS("tie_word_embeddings");
 }
 END_TEST
 
 START_TEST(test_load_no_files) {
     ck_assert_int_eq(load_fail(), T2_ERR_IO);   /* no config.json */
-    ASSERT_MSG_HAS("config.json");
+    TU_ASSERT_ERR_HAS("config.json");
     char *p = tu_join(s_dir, "config.json");
     tu_write_str(p, "{\"model_type\": \"llama\", \"vocab_size\": 64, \"hidden_size\": 32, \"intermediate_size\": 48,"
                     " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"bos_token_id\": 1}");
     free(p);
     ck_assert_int_eq(load_fail(), T2_ERR_NOT_FOUND);   /* no weights */
-    ASSERT_MSG_HAS("model.safetensors");
+    TU_ASSERT_ERR_HAS("model.safetensors");
     t2_model_params mp = t2_model_default_params();
     t2_status err = T2_OK;
     ck_assert_ptr_null(t2_model_load(&mp, &err));   /* no path */
@@ -398,7 +245,7 @@ static const char *s_tables[] = {"portable", "avx2", "avx512", "avx512bf16"};
 
 START_TEST(test_prefill_vs_incremental) {
     /* _i: dtype 0..2 */
-    t2_model *m = load(dtype_dir(_i), 2);
+    t2_model *m = tu_load(dtype_dir(_i), 2);
     enum { N = 24 };
     int32_t tok[N];
     rand_tokens(tok, N, 100 + (uint64_t)_i);
@@ -407,7 +254,7 @@ START_TEST(test_prefill_vs_incremental) {
     /* n below T2_GEMM_MIN_ROWS (gemv path) and above it (sgemm path) */
     static const int ns[] = {1, 2, 7, T2_GEMM_MIN_ROWS - 1, T2_GEMM_MIN_ROWS, N};
     for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
-        t2_ctx *c = ctx_new(m, 64, 1, 64);
+        t2_ctx *c = tu_ctx_new(m, 64, 1, 64);
         feed(c, 0, tok, ns[k], 0, ns[k], pre);
         char what[64];
         snprintf(what, sizeof what, "%s prefill of %d", t2_dtype_name(t2_model_weight_dtype(m)), ns[k]);
@@ -430,7 +277,7 @@ END_TEST
 
 START_TEST(test_mixed_batch) {
     /* _i: dtype */
-    t2_model *m = load(dtype_dir(_i), 2);
+    t2_model *m = tu_load(dtype_dir(_i), 2);
     enum { N0 = 12, N1 = 9, N2 = 14 };
     int32_t t0[N0], t1[N1], t2[N2];
     rand_tokens(t0, N0, 1);
@@ -441,7 +288,7 @@ START_TEST(test_mixed_batch) {
     run_alone(m, t1, N1, r1);
     run_alone(m, t2, N2, r2);
 
-    t2_ctx *c = ctx_new(m, 64, 3, 32);
+    t2_ctx *c = tu_ctx_new(m, 64, 3, 32);
     float tmp[N2 * V];
     /* seq 1 and 2 have a history; seq 0 starts now */
     feed(c, 1, t1, N1 - 1, 0, 4, tmp);
@@ -508,14 +355,14 @@ START_TEST(test_gemm_vs_gemv) {
     const char *tname = s_tables[_i % 4];
     if (!t2_kernels_by_name(tname)) return;   /* not on this CPU */
     setenv("T2_KERNELS", tname, 1);
-    t2_model *m = load(dtype_dir(dt), 2);
+    t2_model *m = tu_load(dtype_dir(dt), 2);
     unsetenv("T2_KERNELS");
     enum { N = 40 };
     int32_t tok[N];
     rand_tokens(tok, N, 7);
     float *a = malloc(N * V * sizeof(float)), *b = malloc(N * V * sizeof(float));
     /* reference: chunks of T2_GEMM_MIN_ROWS - 1 (gemv only) */
-    t2_ctx *c = ctx_new(m, 64, 1, 64);
+    t2_ctx *c = tu_ctx_new(m, 64, 1, 64);
     feed(c, 0, tok, N, 0, T2_GEMM_MIN_ROWS - 1, a);
     static const int chunks[] = {N, T2_GEMM_MIN_ROWS, T2_GEMM_MIN_ROWS + 1, 3};
     for (size_t k = 0; k < sizeof chunks / sizeof *chunks; k++) {
@@ -540,8 +387,8 @@ START_TEST(test_dtypes_agree) {
     rand_tokens(tok, N, 55);
     float out[3][N * V];
     for (int d = 0; d < 3; d++) {
-        t2_model *m = load(dtype_dir(d), 2);
-        t2_ctx *c = ctx_new(m, 64, 1, 64);
+        t2_model *m = tu_load(dtype_dir(d), 2);
+        t2_ctx *c = tu_ctx_new(m, 64, 1, 64);
         feed(c, 0, tok, 10, 0, 10, out[d]);
         feed(c, 0, tok + 10, 10, 10, 1, out[d] + 10 * V);
         t2_ctx_free(c);
@@ -559,8 +406,8 @@ START_TEST(test_threads_agree) {
     static const int threads[] = {1, 2, 3};
     float out[3][N * V];
     for (int k = 0; k < 3; k++) {
-        t2_model *m = load(g_bf16, threads[k]);
-        t2_ctx *c = ctx_new(m, 64, 1, 64);
+        t2_model *m = tu_load(g_bf16, threads[k]);
+        t2_ctx *c = tu_ctx_new(m, 64, 1, 64);
         feed(c, 0, tok, 5, 0, 5, out[k]);
         feed(c, 0, tok + 5, 15, 5, 15, out[k] + 5 * V);
         t2_ctx_free(c);
@@ -572,13 +419,13 @@ START_TEST(test_threads_agree) {
 END_TEST
 
 START_TEST(test_decode_errors) {
-    t2_model *m = load(g_f32, 2);
+    t2_model *m = tu_load(g_f32, 2);
     enum { N = 10, NB = 8 };
     int32_t tok[N];
     rand_tokens(tok, N, 77);
     float ref[N * V], out[NB * V];
     run_alone(m, tok, N, ref);
-    t2_ctx *c = ctx_new(m, 16, 2, NB);
+    t2_ctx *c = tu_ctx_new(m, 16, 2, NB);
     feed(c, 0, tok, 4, 0, 4, out);
 
     int32_t t1[NB + 1], p1[NB + 1], s1[NB + 1];
@@ -612,7 +459,7 @@ START_TEST(test_decode_errors) {
         int ok = s == cases[k].want || (cases[k].pos < 0 && s == T2_ERR_RANGE);
         ck_assert_msg(ok, "%s: status %d (%s), want %d; detail %s", cases[k].what, s, t2_strerror(s), cases[k].want,
                       t2_last_error());
-        ASSERT_MSG_HAS(cases[k].needle);
+        TU_ASSERT_ERR_HAS(cases[k].needle);
         ck_assert_int_eq(t2_ctx_seq_len(c, 0), 4);
         ck_assert_int_eq(t2_ctx_seq_len(c, 1), 0);
     }
@@ -637,8 +484,8 @@ START_TEST(test_decode_errors) {
 END_TEST
 
 START_TEST(test_full_context) {
-    t2_model *m = load(g_f32, 2);
-    t2_ctx *c = ctx_new(m, 8, 1, 8);
+    t2_model *m = tu_load(g_f32, 2);
+    t2_ctx *c = tu_ctx_new(m, 8, 1, 8);
     int32_t tok[8];
     rand_tokens(tok, 8, 5);
     float out[8 * V];
@@ -663,7 +510,7 @@ START_TEST(test_full_context) {
 END_TEST
 
 START_TEST(test_seq_clear_reuse) {
-    t2_model *m = load(g_bf16, 2);
+    t2_model *m = tu_load(g_bf16, 2);
     enum { N = 12 };
     int32_t a[N], b[N];
     rand_tokens(a, N, 11);
@@ -671,7 +518,7 @@ START_TEST(test_seq_clear_reuse) {
     float ra[N * V], rb[N * V], out[N * V];
     run_alone(m, a, N, ra);
     run_alone(m, b, N, rb);
-    t2_ctx *c = ctx_new(m, 32, 2, 16);
+    t2_ctx *c = tu_ctx_new(m, 32, 2, 16);
     feed(c, 0, a, N, 0, 5, out);
     feed(c, 1, a, 6, 0, 6, out);
     t2_ctx_seq_clear(c, 0);
@@ -698,7 +545,7 @@ END_TEST
 START_TEST(test_rewind) {
     /* rows starting before a sequence's length rewind it: the result is as if the sequence had
      * only ever seen the new tokens */
-    t2_model *m = load(g_f32, 2);
+    t2_model *m = tu_load(g_f32, 2);
     enum { N = 10 };
     int32_t a[N], b[N];
     rand_tokens(a, N, 21);
@@ -706,7 +553,7 @@ START_TEST(test_rewind) {
     for (int i = 4; i < N; i++) b[i] = (a[i] + 17) % V;
     float rb[N * V], out[N * V];
     run_alone(m, b, N, rb);
-    t2_ctx *c = ctx_new(m, 32, 1, 16);
+    t2_ctx *c = tu_ctx_new(m, 32, 1, 16);
     feed(c, 0, a, N, 0, N, out);
     feed(c, 0, b + 4, 3, 4, 3, out);
     ck_assert_int_eq(t2_ctx_seq_len(c, 0), 7);
@@ -719,8 +566,8 @@ START_TEST(test_rewind) {
 END_TEST
 
 START_TEST(test_no_logits_wanted) {
-    t2_model *m = load(g_f32, 1);
-    t2_ctx *c = ctx_new(m, 16, 1, 8);
+    t2_model *m = tu_load(g_f32, 1);
+    t2_ctx *c = tu_ctx_new(m, 16, 1, 8);
     int32_t tok[4] = {1, 2, 3, 4}, pos[4] = {0, 1, 2, 3}, sq[4] = {0};
     uint8_t want[4] = {0};
     t2_batch b = {.n = 4, .token = tok, .pos = pos, .seq = sq, .want = want};
@@ -737,8 +584,8 @@ START_TEST(test_sliding_window) {
     /* mistral, window 4, 2 layers: logits at position p depend on tokens p-6 .. p only (a query at i
      * sees keys j with i - j < 4, twice). Changing token 0 must not change positions ≥ 7 and must
      * change position 6. */
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_F32, .model_type = "mistral", .sliding_window = 4});
-    t2_model *m = load(s_dir, 2);
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_F32, .model_type = "mistral", .sliding_window = 4});
+    t2_model *m = tu_load(s_dir, 2);
     ck_assert_int_eq(t2_model_get_config(m)->sliding_window, 4);
     enum { N = 12 };
     int32_t a[N], b[N];
@@ -755,7 +602,7 @@ START_TEST(test_sliding_window) {
         for (int i = 0; i < V; i++)
             if (ra[p * V + i] != rb[p * V + i]) ck_abort_msg("token 0 reaches position %d: window too large", p);
     /* a batched prefill keeps the window too */
-    t2_ctx *c = ctx_new(m, 32, 1, 32);
+    t2_ctx *c = tu_ctx_new(m, 32, 1, 32);
     float out[N * V];
     feed(c, 0, a, N, 0, N, out);
     assert_close(out, ra, N, 1e-5, "mistral prefill vs incremental");
@@ -769,7 +616,7 @@ END_TEST
 
 /* Greedy generation by hand: argmax of the logits, one decode row per token. */
 static int greedy_by_hand(t2_model *m, const int32_t *prompt, int n_prompt, int n_gen, int32_t *out, float *lps) {
-    t2_ctx *c = ctx_new(m, 64, 1, 64);
+    t2_ctx *c = tu_ctx_new(m, 64, 1, 64);
     float lg[64 * V];
     feed(c, 0, prompt, n_prompt, 0, n_prompt, lg);
     float *last = lg + (size_t)(n_prompt - 1) * V;
@@ -795,14 +642,14 @@ static t2_sampler *greedy_sampler(void) {
 }
 
 START_TEST(test_generate_greedy) {
-    t2_model *m = load(g_f32, 2);
+    t2_model *m = tu_load(g_f32, 2);
     int32_t prompt[10];
     rand_tokens(prompt, 10, 91);
     int32_t want[8];
     float want_lp[8];
     greedy_by_hand(m, prompt, 10, 8, want, want_lp);
     /* n_batch 4: the prompt goes in three chunks */
-    t2_ctx *c = ctx_new(m, 64, 2, 4);
+    t2_ctx *c = tu_ctx_new(m, 64, 2, 4);
     t2_sampler *smp = greedy_sampler();
     t2_generate_params gp = {.max_tokens = 8};
     t2_generation g;
@@ -864,7 +711,7 @@ static int stop_after_3(void *user, int token, float logprob) {
 }
 
 START_TEST(test_generate_callback_and_eos) {
-    t2_model *m = load(g_f32, 2);
+    t2_model *m = tu_load(g_f32, 2);
     int32_t prompt[6];
     rand_tokens(prompt, 6, 92);
     int32_t want[10];
@@ -874,8 +721,8 @@ START_TEST(test_generate_callback_and_eos) {
 
     t2_sampler *smp = greedy_sampler();
     /* the callback */
-    m = load(g_f32, 2);
-    t2_ctx *c = ctx_new(m, 64, 1, 64);
+    m = tu_load(g_f32, 2);
+    t2_ctx *c = tu_ctx_new(m, 64, 1, 64);
     int calls = 0;
     t2_generate_params gp = {.max_tokens = 10, .on_token = stop_after_3, .user = &calls};
     t2_generation g;
@@ -896,9 +743,9 @@ START_TEST(test_generate_callback_and_eos) {
         for (int j = 0; j < k; j++) seen |= want[j] == want[k];
         if (!seen) break;
     }
-    write_ckpt(s_dir, &(ck_opts){.dtype = T2_F32, .eos = want[k]});
-    m = load(s_dir, 2);
-    c = ctx_new(m, 64, 1, 64);
+    write_ckpt(s_dir, (tu_ckpt){.dtype = T2_F32, .eos = want[k]});
+    m = tu_load(s_dir, 2);
+    c = tu_ctx_new(m, 64, 1, 64);
     gp = (t2_generate_params){.max_tokens = 10, .stop_at_eos = 1};
     ck_assert_int_eq(t2_generate(c, 0, prompt, 6, smp, &gp, &g), T2_OK);
     ck_assert_int_eq(g.stop, T2_STOP_EOS);
@@ -919,7 +766,7 @@ END_TEST
 
 START_TEST(test_generate_seeded) {
     /* sampling with a seed: the same seed gives the same tokens, in any context */
-    t2_model *m = load(g_bf16, 2);
+    t2_model *m = tu_load(g_bf16, 2);
     int32_t prompt[5];
     rand_tokens(prompt, 5, 93);
     t2_sampler_params sp = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .seed = 1234};
@@ -927,7 +774,7 @@ START_TEST(test_generate_seeded) {
     t2_generation g[2];
     for (int i = 0; i < 2; i++) {
         t2_sampler *smp = t2_sampler_new(&sp, V, &err);
-        t2_ctx *c = ctx_new(m, 64, 1 + i, 8);
+        t2_ctx *c = tu_ctx_new(m, 64, 1 + i, 8);
         t2_generate_params gp = {.max_tokens = 20};
         ck_assert_int_eq(t2_generate(c, i, prompt, 5, smp, &gp, &g[i]), T2_OK);
         t2_ctx_free(c);
@@ -983,10 +830,4 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run(suite()); }

@@ -17,21 +17,6 @@ static void teardown(void) {
     free(g_dir);
 }
 
-static unsigned char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(b);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    b[n] = 0;
-    *len = (size_t)n;
-    return b;
-}
-
 /* Write prod(shape) floats, read the file back and check every byte; want_shape must appear after "'shape': ". */
 static void check_file(const int64_t *shape, int ndim, const char *want_shape) {
     size_t numel = 1;
@@ -41,7 +26,7 @@ static void check_file(const int64_t *shape, int ndim, const char *want_shape) {
     char *p = tu_join(g_dir, "a.npy");
     ck_assert_msg(t2_npy_write_f32(p, data, shape, ndim) == T2_OK, "write: %s", t2_last_error());
     size_t len;
-    unsigned char *b = read_all(p, &len);
+    unsigned char *b = tu_read_file(p, &len);
     ck_assert_uint_ge(len, 10);
     ck_assert_int_eq(memcmp(b, "\x93NUMPY", 6), 0);
     ck_assert_int_eq(b[6], 1);
@@ -83,7 +68,7 @@ START_TEST(test_2d) {
     check_file(s, 2, "(3, 7");
     size_t len;
     char *p = tu_join(g_dir, "a.npy");
-    unsigned char *b = read_all(p, &len);
+    unsigned char *b = tu_read_file(p, &len);
     ck_assert_msg(strstr((const char *)b + 10, "(3, 7)") || strstr((const char *)b + 10, "(3, 7,)"), "shape text");
     free(b);
     free(p);
@@ -143,10 +128,4 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run(suite()); }

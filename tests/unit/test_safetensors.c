@@ -20,10 +20,6 @@ static void teardown(void) {
     g_dir = NULL;
 }
 
-#define ASSERT_MSG_HAS(needle)                                                                                      \
-    ck_assert_msg(strstr(t2_last_error(), (needle)) != NULL, "error detail \"%s\" does not mention \"%s\"",        \
-                  t2_last_error(), (needle))
-
 /* ---- round trips ---- */
 
 START_TEST(test_roundtrip_dtypes) {
@@ -204,8 +200,8 @@ START_TEST(test_bad_file) {
     ck_assert_msg(st == NULL, "%s: opened", c->what);
     ck_assert_msg(err == c->want, "%s: status %d (%s), want %d; detail: %s", c->what, err, t2_strerror(err), c->want,
                   t2_last_error());
-    ASSERT_MSG_HAS("bad.safetensors");
-    if (c->needle) ASSERT_MSG_HAS(c->needle);
+    TU_ASSERT_ERR_HAS("bad.safetensors");
+    if (c->needle) TU_ASSERT_ERR_HAS(c->needle);
     free(p);
 }
 END_TEST
@@ -215,7 +211,7 @@ START_TEST(test_missing_path) {
     t2_status err = T2_OK;
     ck_assert_ptr_null(t2_st_open(p, &err));
     ck_assert_int_eq(err, T2_ERR_IO);
-    ASSERT_MSG_HAS("nope.safetensors");
+    TU_ASSERT_ERR_HAS("nope.safetensors");
     free(p);
 }
 END_TEST
@@ -224,8 +220,8 @@ START_TEST(test_empty_dir) {
     t2_status err = T2_OK;
     ck_assert_ptr_null(t2_st_open(g_dir, &err));
     ck_assert_int_eq(err, T2_ERR_NOT_FOUND);
-    ASSERT_MSG_HAS(g_dir);
-    ASSERT_MSG_HAS("model.safetensors");
+    TU_ASSERT_ERR_HAS(g_dir);
+    TU_ASSERT_ERR_HAS("model.safetensors");
 }
 END_TEST
 
@@ -292,7 +288,7 @@ START_TEST(test_sharded_duplicate) {
     t2_status err = T2_OK;
     ck_assert_ptr_null(t2_st_open(g_dir, &err));
     ck_assert_int_eq(err, T2_ERR_FORMAT);
-    ASSERT_MSG_HAS("\"b\"");
+    TU_ASSERT_ERR_HAS("\"b\"");
 }
 END_TEST
 
@@ -304,8 +300,8 @@ START_TEST(test_sharded_listed_missing) {
     t2_status err = T2_OK;
     ck_assert_ptr_null(t2_st_open(g_dir, &err));
     ck_assert_int_eq(err, T2_ERR_NOT_FOUND);
-    ASSERT_MSG_HAS("ghost.weight");
-    ASSERT_MSG_HAS("model-00002-of-00002.safetensors");
+    TU_ASSERT_ERR_HAS("ghost.weight");
+    TU_ASSERT_ERR_HAS("model-00002-of-00002.safetensors");
 }
 END_TEST
 
@@ -321,7 +317,7 @@ START_TEST(test_sharded_wrong_shard) {
     t2_st_free(st);
     ck_assert_msg(!opened, "index maps \"a\" to a shard that does not hold it, yet the set opened");
     ck_assert_int_eq(err, T2_ERR_NOT_FOUND);
-    ASSERT_MSG_HAS("\"a\"");
+    TU_ASSERT_ERR_HAS("\"a\"");
 }
 END_TEST
 
@@ -333,7 +329,7 @@ START_TEST(test_sharded_missing_file) {
     t2_status err = T2_OK;
     ck_assert_ptr_null(t2_st_open(g_dir, &err));
     ck_assert_int_eq(err, T2_ERR_IO);
-    ASSERT_MSG_HAS("model-00003-of-00003.safetensors");
+    TU_ASSERT_ERR_HAS("model-00003-of-00003.safetensors");
 }
 END_TEST
 
@@ -353,7 +349,7 @@ START_TEST(test_sharded_bad_index) {
         t2_status err = T2_OK;
         ck_assert_ptr_null(t2_st_open(g_dir, &err));
         ck_assert_msg(err == want[i], "index %zu: status %d, detail %s", i, err, t2_last_error());
-        ASSERT_MSG_HAS("model.safetensors.index.json");
+        TU_ASSERT_ERR_HAS("model.safetensors.index.json");
     }
     free(p);
 }
@@ -368,7 +364,7 @@ START_TEST(test_sharded_bad_shard) {
     t2_status err = T2_OK;
     ck_assert_ptr_null(t2_st_open(g_dir, &err));
     ck_assert_int_eq(err, T2_ERR_FORMAT);
-    ASSERT_MSG_HAS("model-00002-of-00002.safetensors");
+    TU_ASSERT_ERR_HAS("model-00002-of-00002.safetensors");
     free(p2);
 }
 END_TEST
@@ -438,10 +434,4 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run(suite()); }
