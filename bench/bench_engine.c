@@ -116,7 +116,7 @@ static double model_flops_per_token(const t2_model_config *c) {
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *json = NULL;
-    int threads = 2, P = 128, G = 32, reps = 3;
+    int threads = 2, P = 128, G = 32, reps = 3, prefill_bf16 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -124,8 +124,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--gen") && i + 1 < argc) G = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+        else if (!strcmp(argv[i], "--prefill-bf16")) prefill_bf16 = 1;
         else {
-            fprintf(stderr, "usage: bench_engine --model DIR [--threads N] [--prompt P] [--gen G] [--reps R] [--json OUT]\n");
+            fprintf(stderr, "usage: bench_engine --model DIR [--threads N] [--prompt P] [--gen G] [--reps R] [--json OUT] [--prefill-bf16]\n");
             return 2;
         }
     }
@@ -137,6 +138,7 @@ int main(int argc, char **argv) {
     t2_model_params mp = t2_model_default_params();
     mp.path = dir;
     mp.n_threads = threads;
+    mp.prefill_bf16 = prefill_bf16;
     t2_model *m = t2_model_load(&mp, &s);
     if (!m) {
         fprintf(stderr, "bench_engine: %s\n", t2_last_error());
@@ -145,7 +147,6 @@ int main(int argc, char **argv) {
     const t2_model_config *c = t2_model_get_config(m);
     t2_pool *pool = t2_pool_new(threads);
     double bw = measure_bandwidth(pool);
-    t2_pool_free(pool);
     double gf = measure_sgemm(c, P);
     size_t bytes = t2_model_decode_bytes(m);
 
@@ -182,12 +183,18 @@ int main(int argc, char **argv) {
         }
     }
     double ppm = median(pp, reps), tgm = median(tg, reps);
+    /* the machine's limits vary from minute to minute on a shared host: measure them again after the
+     * engine ran and keep the better figure, so the ratios are never flattered */
+    double bw2 = measure_bandwidth(pool), gf2 = measure_sgemm(c, P);
+    if (bw2 > bw) bw = bw2;
+    if (gf2 > gf) gf = gf2;
+    t2_pool_free(pool);
     double pp_limit = gf * 1e9 / model_flops_per_token(c), tg_limit = bw * 1e9 / (double)bytes;
     const t2_kernels *k = t2_kernels_best();
     printf("model            %s, %s weights, %.2f B params, %.2f GB read per decoded token\n", dir,
            t2_dtype_name(t2_model_weight_dtype(m)), t2_model_n_params(m) / 1e9, bytes / 1e9);
-    printf("kernels          T2 %s; OpenBLAS %s (%s); threads %d\n", k->name, openblas_get_corename(), openblas_get_config(),
-           threads);
+    printf("kernels          T2 %s%s; OpenBLAS %s (%s); threads %d\n", k->name,
+           prefill_bf16 ? " (prefill: BF16 activations, vdpbf16ps)" : "", openblas_get_corename(), openblas_get_config(), threads);
     printf("memory bandwidth %.1f GB/s  -> decode limit %.2f tok/s\n", bw, tg_limit);
     printf("sgemm            %.1f GFLOP/s on the prefill shapes -> prefill limit %.1f tok/s\n", gf, pp_limit);
     printf("prefill %4d     %.2f tok/s  (%.0f%% of the sgemm limit)\n", P, ppm, 100 * ppm / pp_limit);

@@ -27,6 +27,11 @@ for dt in $dtypes; do
   echo "== T2, $dt"
   build/bench/bench_engine --model "$dir/llama1b-$dt" --threads "$threads" --prompt "$prompt" --gen "$gen" \
     --reps "$reps" --json "$dir/t2-$dt.json"
+  if [ "$dt" = bf16 ]; then
+    echo "== T2, bf16, --prefill-bf16 (BF16 activations in prompt processing, as PyTorch's bfloat16 run)"
+    build/bench/bench_engine --model "$dir/llama1b-$dt" --threads "$threads" --prompt "$prompt" --gen "$gen" \
+      --reps "$reps" --json "$dir/t2-bf16x.json" --prefill-bf16
+  fi
   echo "== PyTorch, $dt"
   /usr/bin/python3 bench/torch_llama.py --model "$dir/llama1b-$dt" --threads "$threads" --prompt "$prompt" \
     --gen "$gen" --reps "$reps" --dtype "$dt" --json "$dir/torch-$dt.json"
@@ -40,8 +45,13 @@ print("|---|---|---|---|---|---|---|---|---|")
 for dt in sys.argv[2:]:
     t = json.load(open(f"{d}/t2-{dt}.json")); p = json.load(open(f"{d}/torch-{dt}.json"))
     pp, tg = p["prefill_tok_s"], p["decode_tok_s"]
-    print(f"| {dt} | {t['prefill']:.1f} | {100*t['prefill']/t['prefill_limit']:.0f}% | {pp:.1f} | {t['prefill']/pp:.2f}x "
-          f"| {t['decode']:.2f} | {100*t['decode']/t['decode_limit']:.0f}% | {tg:.2f} | {t['decode']/tg:.2f}x |")
+    rows = [(dt, t)]
+    if dt == "bf16":
+        try: rows.append(("bf16, --prefill-bf16", json.load(open(f"{d}/t2-bf16x.json"))))
+        except OSError: pass
+    for name, t in rows:
+        print(f"| {name} | {t['prefill']:.1f} | {100*t['prefill']/t['prefill_limit']:.0f}% | {pp:.1f} | {t['prefill']/pp:.2f}x "
+              f"| {t['decode']:.2f} | {100*t['decode']/t['decode_limit']:.0f}% | {tg:.2f} | {t['decode']/tg:.2f}x |")
 t = json.load(open(f"{d}/t2-{sys.argv[2]}.json"))
 print(f"\nlimits measured in this run: memory bandwidth {t['bandwidth_gbs']:.1f} GB/s, sgemm {t['sgemm_gflops']:.0f} GFLOP/s "
       f"(OpenBLAS {t['openblas']} kernels); T2 kernels: {t['kernels']}")

@@ -36,6 +36,7 @@ static t2_model *open_model(cli_opts *o, int *rc) {
     t2_model_params mp = t2_model_default_params();
     mp.path = dir;
     mp.n_threads = (int)threads;
+    mp.prefill_bf16 = cli_flag(o, "prefill-bf16");
     t2_status s;
     t2_model *m = t2_model_load(&mp, &s);
     if (!m) *rc = fail("cannot load model", s);

@@ -37,7 +37,9 @@ static const char *s_usage =
     "\n"
     "SVD caches live in $T2_CACHE_DIR, else $XDG_CACHE_HOME/t2, else ~/.cache/t2.\n"
     "\n"
-    "Common options: --threads N (kernel threads; default: all cores)\n"
+    "Common options: --threads N (kernel threads; default: all cores);\n"
+    "  --prefill-bf16 (BF16 models: prompts with BF16 activations and AVX512-BF16 dot products, as\n"
+    "  frameworks running in bfloat16 do; faster, logits within ~1e-2; decode stays f32)\n"
     "Environment: T2_KERNELS=portable|avx2|avx512|avx512bf16 forces a kernel set.\n"
     "Exit codes: 0 ok, 1 error (message on stderr), 2 usage.\n";
 

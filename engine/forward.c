@@ -128,7 +128,9 @@ t2_ctx *t2_ctx_new(t2_model *m, const t2_ctx_params *pp, t2_status *err) {
     c->mm.panel_elems = maxK * 16 > (1u << 20) ? maxK * 16 : (1u << 20);
     c->mm.panel = malloc(c->mm.panel_elems * sizeof(float));
     /* x split in BF16 parts, for the rows the dot-product kernels see at once */
-    size_t split_rows = !m->kern->bf16_split_x ? 1 : m->kern->own_gemm ? B : (B < T2_GEMM_MIN_ROWS ? B : T2_GEMM_MIN_ROWS);
+    size_t split_rows = m->prefill_bf16 || (m->kern->bf16_split_x && m->kern->own_gemm) ? B
+                        : m->kern->bf16_split_x ? (B < T2_GEMM_MIN_ROWS ? B : T2_GEMM_MIN_ROWS) : 1;
+    c->mm.bf16_x1 = m->prefill_bf16 ? t2_gemv_bf16_x1_avx512bf16 : NULL;
     c->mm.xbf_elems = split_rows * maxK;
     c->mm.xbf = malloc(3 * c->mm.xbf_elems * sizeof(uint16_t));
     if (!c->kc || !c->vc || !c->seq_len || !c->rope_cos || !c->rope_sin || !c->x || !c->xb || !c->q || !c->k || !c->v ||

@@ -50,6 +50,12 @@ const t2_kernels *t2_kernels_avx2(void);
 const t2_kernels *t2_kernels_avx512(void);
 const t2_kernels *t2_kernels_avx512bf16(void);
 
+/* BF16 weights × x rounded to BF16 (xbf: [R × K], t2_f32_to_bf16 of x), one vdpbf16ps per pair:
+ * the numerics of a framework computing in bfloat16. Only on CPUs with AVX512-BF16 (check
+ * t2_kernels_by_name("avx512bf16") first); used for prompts when asked (t2_model_params.prefill_bf16). */
+void t2_gemv_bf16_x1_avx512bf16(const void *w, int n, int K, const float *x, size_t ldx, int R, float *out, size_t ldo,
+                                const uint16_t *xbf);
+
 /* Exact scalar conversions. */
 static inline float t2_bf16_to_f32(uint16_t h) {
     union { uint32_t u; float f; } v = {.u = (uint32_t)h << 16};

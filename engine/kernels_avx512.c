@@ -140,6 +140,51 @@ static void gemv_bf16_dp(const void *w, int n, int K, const float *x, size_t ldx
     }
 }
 
+/* ---- BF16 activations (opt-in, T2_PREFILL_BF16): x rounded to BF16 (xbf: hi [R×K] only), one
+ * vdpbf16ps per weight pair — the numerics of a framework running in bfloat16, a third of the work
+ * of the three-part split. ---- */
+
+static inline __attribute__((always_inline)) void block_dp1(const uint16_t *w, int i0, int nw, int K, const uint16_t *xh,
+                                                            int r0, int RB, float *out, size_t ldo) {
+    const uint16_t *wr[WB];
+    for (int j = 0; j < WB; j++) wr[j] = w + (size_t)(i0 + (j < nw ? j : nw - 1)) * (size_t)K;
+    __m512 acc[4][WB];
+    for (int r = 0; r < RB; r++)
+        for (int j = 0; j < WB; j++) acc[r][j] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m512bh wv[WB];
+        for (int j = 0; j < WB; j++) wv[j] = (__m512bh)_mm512_loadu_si512(wr[j] + k);
+        for (int r = 0; r < RB; r++) {
+            __m512bh xv = (__m512bh)_mm512_loadu_si512(xh + (size_t)(r0 + r) * (size_t)K + k);
+            for (int j = 0; j < WB; j++) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], wv[j], xv);
+        }
+    }
+    if (k < K) {
+        __mmask32 m = (__mmask32)((1u << (K - k)) - 1);
+        __m512bh wv[WB];
+        for (int j = 0; j < WB; j++) wv[j] = ldbh(wr[j] + k, m);
+        for (int r = 0; r < RB; r++) {
+            __m512bh xv = ldbh(xh + (size_t)(r0 + r) * (size_t)K + k, m);
+            for (int j = 0; j < WB; j++) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], wv[j], xv);
+        }
+    }
+    store(acc, RB, nw, out + (size_t)r0 * ldo + i0, ldo);
+}
+
+void t2_gemv_bf16_x1_avx512bf16(const void *w, int n, int K, const float *x, size_t ldx, int R, float *out, size_t ldo,
+                                const uint16_t *xbf) {
+    (void)x;
+    (void)ldx;
+    for (int i0 = 0; i0 < n; i0 += WB) {
+        int nw = n - i0 < WB ? n - i0 : WB;
+        int r0 = 0;
+        for (; r0 + 4 <= R; r0 += 4) block_dp1(w, i0, nw, K, xbf, r0, 4, out, ldo);
+        for (; r0 + 2 <= R; r0 += 2) block_dp1(w, i0, nw, K, xbf, r0, 2, out, ldo);
+        if (r0 < R) block_dp1(w, i0, nw, K, xbf, r0, 1, out, ldo);
+    }
+}
+
 static void cvt_bf16(const uint16_t *in, float *out, size_t n) {
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
@@ -192,6 +237,10 @@ const t2_kernels *t2_kernels_avx512(void) { return &s_avx512; }
 const t2_kernels *t2_kernels_avx512bf16(void) { return &s_avx512bf16; }
 #else
 #include "kernels.h"
+void t2_gemv_bf16_x1_avx512bf16(const void *w, int n, int K, const float *x, size_t ldx, int R, float *out, size_t ldo,
+                                const uint16_t *xbf) {
+    (void)w, (void)n, (void)K, (void)x, (void)ldx, (void)R, (void)out, (void)ldo, (void)xbf;
+}
 const t2_kernels *t2_kernels_avx512(void) { return NULL; }
 const t2_kernels *t2_kernels_avx512bf16(void) { return NULL; }
 #endif

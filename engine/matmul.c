@@ -5,6 +5,7 @@
 
 typedef struct gemv_job {
     const t2_mm *mm;
+    t2_gemv_fn fn;
     const t2_weight *w;
     const float *x;
     size_t ldx;
@@ -21,13 +22,20 @@ static void gemv_task(void *arg, int task, int thread) {
     int i0 = task * j->chunk, n = j->w->rows - i0 < j->chunk ? j->w->rows - i0 : j->chunk;
     size_t es = t2_dtype_size(j->w->dtype);
     const char *wp = (const char *)j->w->data + (size_t)i0 * (size_t)j->w->cols * es;
-    j->mm->k->gemv[j->w->dtype](wp, n, j->w->cols, j->x, j->ldx, j->R, j->out + i0, j->ldo, j->xbf);
+    j->fn(wp, n, j->w->cols, j->x, j->ldx, j->R, j->out + i0, j->ldo, j->xbf);
 }
 
 static void gemv_path(const t2_mm *mm, float *out, size_t ldo, const float *x, size_t ldx, const t2_weight *w, int R) {
     int K = w->cols, threads = t2_pool_threads(mm->pool);
     const uint16_t *xbf = NULL;
-    if (w->dtype == T2_BF16 && mm->k->bf16_split_x) {
+    t2_gemv_fn fn = mm->k->gemv[w->dtype];
+    if (w->dtype == T2_BF16 && mm->bf16_x1 && R >= T2_GEMM_MIN_ROWS) {
+        uint16_t *b = mm->xbf;
+        for (int r = 0; r < R; r++)
+            for (int k = 0; k < K; k++) b[(size_t)r * K + k] = t2_f32_to_bf16(x[(size_t)r * ldx + k]);
+        xbf = b;
+        fn = mm->bf16_x1;
+    } else if (w->dtype == T2_BF16 && mm->k->bf16_split_x) {
         /* planes hi/mid/lo, each [R × K] */
         size_t plane = (size_t)R * (size_t)K;
         uint16_t *b = mm->xbf;
@@ -40,7 +48,7 @@ static void gemv_path(const t2_mm *mm, float *out, size_t ldo, const float *x, s
     int chunk = (w->rows + threads * 8 - 1) / (threads * 8);
     chunk = (chunk + 3) & ~3;
     if (chunk < 16) chunk = 16;
-    gemv_job j = {mm, w, x, ldx, out, ldo, R, chunk, xbf};
+    gemv_job j = {mm, fn, w, x, ldx, out, ldo, R, chunk, xbf};
     t2_pool_run(mm->pool, (w->rows + chunk - 1) / chunk, gemv_task, &j);
 }
 
@@ -65,7 +73,7 @@ static void gemm_path(const t2_mm *mm, float *out, size_t ldo, const float *x, s
 
 void t2_matmul_forward(const t2_mm *mm, float *out, size_t ldo, const float *x, size_t ldx, const t2_weight *w,
                        const float *bias, int R) {
-    if (R < T2_GEMM_MIN_ROWS || mm->k->own_gemm) gemv_path(mm, out, ldo, x, ldx, w, R);
+    if (R < T2_GEMM_MIN_ROWS || mm->k->own_gemm || (w->dtype == T2_BF16 && mm->bf16_x1)) gemv_path(mm, out, ldo, x, ldx, w, R);
     else gemm_path(mm, out, ldo, x, ldx, w, R);
     if (bias)
         for (int r = 0; r < R; r++) {

@@ -22,6 +22,8 @@ typedef struct t2_mm {
     size_t panel_elems;
     uint16_t *xbf;         /* [3 × xbf_elems] x split for BF16 dot-product kernels */
     size_t xbf_elems;
+    t2_gemv_fn bf16_x1;    /* non-NULL: prompts (≥ T2_GEMM_MIN_ROWS rows) on BF16 weights round x to BF16
+                            * and use this kernel (t2_model_params.prefill_bf16) */
 } t2_mm;
 
 /* out: [R × w->rows] (row stride ldo), x: [R × w->cols] (row stride ldx), bias: [w->rows] or NULL. */

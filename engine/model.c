@@ -134,6 +134,7 @@ t2_model *t2_model_load(const t2_model_params *p, t2_status *err) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         m->n_threads = p->n_threads > 0 ? p->n_threads : (int)(cores > 0 ? cores : 1);
         m->kern = t2_kernels_best();
+        m->prefill_bf16 = p->prefill_bf16 && t2_kernels_by_name("avx512bf16") != NULL;
         m->pool = t2_pool_new(m->n_threads);
         if (!m->pool) s = t2_set_error(T2_ERR_NOMEM, "model: cannot start %d threads", m->n_threads);
         openblas_set_num_threads(m->n_threads);

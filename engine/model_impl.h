@@ -34,6 +34,7 @@ struct t2_model {
     t2_pool *pool;
     const t2_kernels *kern;
     int n_threads;
+    int prefill_bf16;             /* t2_model_params.prefill_bf16, where the CPU supports it */
 };
 
 /* The weight of (layer, kind), and its tensor name without ".weight" into buf. */

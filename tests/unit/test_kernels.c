@@ -225,6 +225,44 @@ END_TEST
 START_TEST(test_gemv_f16) { gemv_all(T2_F16); }
 END_TEST
 
+/* The opt-in BF16-activation kernel (t2_model_params.prefill_bf16) against the portable table fed the
+ * same BF16-rounded activations: products of two BF16 values are exact in f32, so only the summation
+ * order differs. */
+START_TEST(test_gemv_bf16_x1) {
+    if (!t2_kernels_by_name("avx512bf16")) {
+        printf("test_gemv_bf16_x1: no AVX512-BF16 on this CPU, skipped\n");
+        return;
+    }
+    static const int ns[] = {1, 5, 17, 64}, Ks[] = {1, 31, 32, 33, 100, 2048}, Rs[] = {1, 2, 3, 4, 5, 16, 37};
+    tu_rng r = {99};
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
+            for (size_t c = 0; c < sizeof Rs / sizeof *Rs; c++) {
+                int n = ns[a], K = Ks[b], R = Rs[c];
+                uint16_t *w = malloc((size_t)n * K * sizeof *w), *xh = malloc((size_t)R * K * sizeof *xh);
+                float *x = malloc((size_t)R * K * sizeof *x), *xr = malloc((size_t)R * K * sizeof *xr);
+                float *o1 = malloc((size_t)R * n * sizeof *o1), *o2 = malloc((size_t)R * n * sizeof *o2);
+                for (int i = 0; i < n * K; i++) w[i] = t2_f32_to_bf16(tu_uniform(&r));
+                for (int i = 0; i < R * K; i++) {
+                    x[i] = tu_uniform(&r);
+                    xh[i] = t2_f32_to_bf16(x[i]);
+                    xr[i] = t2_bf16_to_f32(xh[i]);
+                }
+                t2_gemv_bf16_x1_avx512bf16(w, n, K, x, (size_t)K, R, o1, (size_t)n, xh);
+                t2_kernels_portable()->gemv[T2_BF16](w, n, K, xr, (size_t)K, R, o2, (size_t)n, NULL);
+                for (int rr = 0; rr < R; rr++)
+                    for (int i = 0; i < n; i++) {
+                        double mag = 0;
+                        for (int k = 0; k < K; k++) mag += fabs((double)t2_bf16_to_f32(w[(size_t)i * K + k]) * xr[(size_t)rr * K + k]);
+                        double d = fabs((double)o1[(size_t)rr * n + i] - o2[(size_t)rr * n + i]);
+                        ck_assert_msg(d <= 1e-5 * mag + 1e-30, "bf16_x1 n=%d K=%d R=%d row %d col %d: %g vs %g", n, K, R, rr, i,
+                                      o1[(size_t)rr * n + i], o2[(size_t)rr * n + i]);
+                    }
+                free(w), free(xh), free(x), free(xr), free(o1), free(o2);
+            }
+}
+END_TEST
+
 START_TEST(test_cvt_all_patterns) {
     uint16_t *in = malloc(65536 * sizeof *in);
     float *o1 = malloc((65536 + 1) * sizeof *o1), *o2 = malloc((65536 + 1) * sizeof *o2);
@@ -312,16 +350,11 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_gemv_f32);
     tcase_add_test(tc, test_gemv_bf16);
     tcase_add_test(tc, test_gemv_f16);
+    tcase_add_test(tc, test_gemv_bf16_x1);
     tcase_add_test(tc, test_cvt_all_patterns);
     tcase_add_test(tc, test_dot_axpy);
     suite_add_tcase(s, tc);
     return s;
 }
 
-int main(void) {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run(suite()); }
