@@ -253,6 +253,39 @@ static void embed_row(const t2_model *m, int tok, float *out) {
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
+/* Row-wise work of a batch spread over the pool (prompts have thousands of rows × features). */
+typedef struct rows_job {
+    t2_ctx *c;
+    const float *w;       /* rmsnorm weight */
+    int R, n;             /* rows, features per row */
+    int per;              /* rows per task */
+    float eps;
+} rows_job;
+
+static void rmsnorm_task(void *arg, int task, int thread) {
+    (void)thread;
+    rows_job *j = arg;
+    for (int r = task * j->per; r < j->R && r < (task + 1) * j->per; r++)
+        rmsnorm(j->c->xb + (size_t)r * j->n, j->c->x + (size_t)r * j->n, j->w, j->n, j->eps);
+}
+
+static void swiglu_task(void *arg, int task, int thread) {
+    (void)thread;
+    rows_job *j = arg;
+    for (int r = task * j->per; r < j->R && r < (task + 1) * j->per; r++) {
+        float *g = j->c->hg + (size_t)r * j->n;
+        const float *u = j->c->hu + (size_t)r * j->n;
+        for (int i = 0; i < j->n; i++) g[i] = silu(g[i]) * u[i];
+    }
+}
+
+/* xb = rmsnorm(x)·w, or hg = silu(hg) ⊙ hu, for all R rows. */
+static void rows_run(t2_ctx *c, t2_task_fn fn, const float *w, int R, int n) {
+    int threads = t2_pool_threads(c->m->pool), per = (R + 4 * threads - 1) / (4 * threads);
+    rows_job j = {c, w, R, n, per, c->m->cfg.rms_norm_eps};
+    t2_pool_run(c->m->pool, (R + per - 1) / per, fn, &j);
+}
+
 /* ---------------- SVF ---------------- */
 
 t2_status t2_ctx_set_svd(t2_ctx *c, const t2_svd *svd, size_t budget) {
@@ -388,7 +421,7 @@ static t2_status decode(t2_ctx *c, const t2_batch *b, const t2_adapter *const *a
 
     for (int l = 0; l < cfg->n_layers; l++) {
         const t2_layer *L = &m->layers[l];
-        for (int r = 0; r < R; r++) rmsnorm(c->xb + (size_t)r * H, c->x + (size_t)r * H, L->attn_norm, H, eps);
+        rows_run(c, rmsnorm_task, L->attn_norm, R, H);
         if ((s = proj(c, ad, R, l, T2_KIND_Q, c->q, (size_t)c->q_dim, c->xb, (size_t)H, &L->wq, L->bq)) ||
             (s = proj(c, ad, R, l, T2_KIND_K, c->k, (size_t)c->kv_dim, c->xb, (size_t)H, &L->wk, L->bk)) ||
             (s = proj(c, ad, R, l, T2_KIND_V, c->v, (size_t)c->kv_dim, c->xb, (size_t)H, &L->wv, L->bv)))
@@ -405,11 +438,11 @@ static t2_status decode(t2_ctx *c, const t2_batch *b, const t2_adapter *const *a
         if ((s = proj(c, ad, R, l, T2_KIND_O, c->xb, (size_t)H, c->att, (size_t)c->q_dim, &L->wo, NULL))) return s;
         for (size_t i = 0; i < (size_t)R * H; i++) c->x[i] += c->xb[i];
 
-        for (int r = 0; r < R; r++) rmsnorm(c->xb + (size_t)r * H, c->x + (size_t)r * H, L->ffn_norm, H, eps);
+        rows_run(c, rmsnorm_task, L->ffn_norm, R, H);
         if ((s = proj(c, ad, R, l, T2_KIND_GATE, c->hg, (size_t)F, c->xb, (size_t)H, &L->wg, NULL)) ||
             (s = proj(c, ad, R, l, T2_KIND_UP, c->hu, (size_t)F, c->xb, (size_t)H, &L->wu, NULL)))
             return s;
-        for (size_t i = 0; i < (size_t)R * F; i++) c->hg[i] = silu(c->hg[i]) * c->hu[i];
+        rows_run(c, swiglu_task, NULL, R, F);
         if ((s = proj(c, ad, R, l, T2_KIND_DOWN, c->xb, (size_t)H, c->hg, (size_t)F, &L->wd, NULL))) return s;
         for (size_t i = 0; i < (size_t)R * H; i++) c->x[i] += c->xb[i];
     }

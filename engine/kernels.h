@@ -56,6 +56,10 @@ const t2_kernels *t2_kernels_avx512bf16(void);
 void t2_gemv_bf16_x1_avx512bf16(const void *w, int n, int K, const float *x, size_t ldx, int R, float *out, size_t ldo,
                                 const uint16_t *xbf);
 
+/* x rounded to BF16 with vcvtneps2bf16 (round to nearest even; the instruction flushes subnormal
+ * inputs to zero, which activations never are in practice). AVX512-BF16 CPUs only. */
+void t2_round_bf16_avx512bf16(const float *x, size_t n, uint16_t *out);
+
 /* Exact scalar conversions. */
 static inline float t2_bf16_to_f32(uint16_t h) {
     union { uint32_t u; float f; } v = {.u = (uint32_t)h << 16};

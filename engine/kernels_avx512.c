@@ -172,6 +172,12 @@ static inline __attribute__((always_inline)) void block_dp1(const uint16_t *w, i
     store(acc, RB, nw, out + (size_t)r0 * ldo + i0, ldo);
 }
 
+void t2_round_bf16_avx512bf16(const float *x, size_t n, uint16_t *out) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(out + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+    for (; i < n; i++) out[i] = t2_f32_to_bf16(x[i]);
+}
+
 void t2_gemv_bf16_x1_avx512bf16(const void *w, int n, int K, const float *x, size_t ldx, int R, float *out, size_t ldo,
                                 const uint16_t *xbf) {
     (void)x;
@@ -237,6 +243,9 @@ const t2_kernels *t2_kernels_avx512(void) { return &s_avx512; }
 const t2_kernels *t2_kernels_avx512bf16(void) { return &s_avx512bf16; }
 #else
 #include "kernels.h"
+void t2_round_bf16_avx512bf16(const float *x, size_t n, uint16_t *out) {
+    for (size_t i = 0; i < n; i++) out[i] = t2_f32_to_bf16(x[i]);
+}
 void t2_gemv_bf16_x1_avx512bf16(const void *w, int n, int K, const float *x, size_t ldx, int R, float *out, size_t ldo,
                                 const uint16_t *xbf) {
     (void)w, (void)n, (void)K, (void)x, (void)ldx, (void)R, (void)out, (void)ldo, (void)xbf;

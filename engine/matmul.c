@@ -31,8 +31,7 @@ static void gemv_path(const t2_mm *mm, float *out, size_t ldo, const float *x, s
     t2_gemv_fn fn = mm->k->gemv[w->dtype];
     if (w->dtype == T2_BF16 && mm->bf16_x1 && R >= T2_GEMM_MIN_ROWS) {
         uint16_t *b = mm->xbf;
-        for (int r = 0; r < R; r++)
-            for (int k = 0; k < K; k++) b[(size_t)r * K + k] = t2_f32_to_bf16(x[(size_t)r * ldx + k]);
+        for (int r = 0; r < R; r++) t2_round_bf16_avx512bf16(x + (size_t)r * ldx, (size_t)K, b + (size_t)r * K);
         xbf = b;
         fn = mm->bf16_x1;
     } else if (w->dtype == T2_BF16 && mm->k->bf16_split_x) {
