@@ -292,8 +292,15 @@ t2_expert *t2_expert_mix(const t2_expert *const *ex, const float *alpha, int k, 
     json_t *mix = json_array();
     for (int j = 0; j < k; j++) {
         const char *lab = t2_expert_meta(ex[j], "label");
+        /* α as the shortest decimal that reads back as the same float (0.7, not 0.69999998807907104) */
+        char as[32];
+        snprintf(as, sizeof as, "%.9g", (double)alpha[j]);
+        for (int digits = 1; digits <= 9; digits++) {
+            snprintf(as, sizeof as, "%.*g", digits, (double)alpha[j]);
+            if (strtof(as, NULL) == alpha[j]) break;
+        }
         json_array_append_new(mix, per_matrix ? json_pack("{s:s}", "label", lab ? lab : "")
-                                              : json_pack("{s:s, s:f}", "label", lab ? lab : "", "alpha", (double)alpha[j]));
+                                              : json_pack("{s:s, s:f}", "label", lab ? lab : "", "alpha", strtod(as, NULL)));
     }
     json_t *set = json_pack("{s:o, s:b}", "components", mix, "per_matrix", per_matrix);
     char *settings = json_dumps(set, JSON_COMPACT);
