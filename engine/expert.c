@@ -303,7 +303,7 @@ t2_expert *t2_expert_mix(const t2_expert *const *ex, const float *alpha, int k, 
                                               : json_pack("{s:s, s:f}", "label", lab ? lab : "", "alpha", strtod(as, NULL)));
     }
     json_t *set = json_pack("{s:o, s:b}", "components", mix, "per_matrix", per_matrix);
-    char *settings = json_dumps(set, JSON_COMPACT);
+    char *settings = json_dumps(set, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(set);
     char created[32];
     now_iso(created, sizeof created);
