@@ -96,7 +96,7 @@ int t2_cmd_model_logits(int argc, char **argv) {
     svf_sel sel = {0};
     int32_t *ids = NULL;
     int n = 0;
-    if (m) rc = svf_select(&o, m, &sel);
+    if (m) rc = svf_select(&o, m, 0, &sel);
     if (m && !rc && (!ids_s || !out)) {
         fprintf(stderr, "t2 model logits: --ids and --out are required\n");
         rc = T2_EXIT_USAGE;
@@ -262,7 +262,7 @@ int t2_cmd_model_generate(int argc, char **argv) {
     int32_t *ids = NULL, **stops = NULL;
     int n = 0, n_stops = 0, *stop_lens = NULL;
     svf_sel sel = {0};
-    if (m) rc = svf_select(&o, m, &sel);
+    if (m) rc = svf_select(&o, m, 0, &sel);
     int text = prompt || user;
     if (m && !rc && (!!ids_s + !!prompt + !!user != 1 || (system && !user) || (tmpl_spec && !user) || (stop_text && !text))) {
         fprintf(stderr, "t2 model generate: give one of --ids, --prompt TEXT or --user TEXT [--system TEXT] [--template T];"

@@ -41,10 +41,19 @@ static int fail(const char *what, t2_status s) {
     return T2_EXIT_ERROR;
 }
 
-int svf_select(cli_opts *o, t2_model *m, svf_sel *sel) {
+int svf_select(cli_opts *o, t2_model *m, int need_svd, svf_sel *sel) {
     memset(sel, 0, sizeof *sel);
     const char *ex = cli_str(o, "expert"), *mix = cli_str(o, "mix"), *apply = cli_str(o, "apply");
     const char *mods = cli_str(o, "modules"), *cache = cli_str(o, "svd-cache");
+    if (!ex && !mix && need_svd) { /* the cache alone, e.g. for gradients at z = 1 */
+        t2_modules modules = T2_MODULES_MLP;
+        t2_status s;
+        if (apply) fprintf(stderr, "t2: --apply needs --expert or --mix\n");
+        else if (mods && t2_modules_parse(mods, &modules)) fprintf(stderr, "t2: --modules: %s\n", t2_last_error());
+        else if (!(sel->svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, &s))) return fail("SVD cache", s);
+        else return T2_EXIT_OK;
+        return T2_EXIT_USAGE;
+    }
     if (!ex && !mix) {
         if (apply || mods || cache) {
             fprintf(stderr, "t2: --apply, --modules and --svd-cache need --expert or --mix\n");
@@ -106,7 +115,13 @@ int svf_select(cli_opts *o, t2_model *m, svf_sel *sel) {
         if (!sel->expert) rc = fail("mix", s);
     }
     if (!rc && !(sel->adapter = t2_adapter_new(sel->svd, sel->expert, mode, &s))) rc = fail("adapter", s);
-    for (int j = 0; j < k; j++) t2_expert_free(es[j]);
+    if (!rc && mix) { /* keep the components: gradients with respect to α need them */
+        sel->n_parts = k, sel->parts = es, sel->alpha = alpha;
+        es = NULL, alpha = NULL;
+    } else {
+        sel->n_parts = 0;
+    }
+    for (int j = 0; es && j < k; j++) t2_expert_free(es[j]);
     free(es);
     free(files);
     free(alpha);
@@ -122,6 +137,9 @@ int svf_attach(const svf_sel *sel, t2_ctx *ctx) {
 }
 
 void svf_sel_free(svf_sel *sel) {
+    for (int j = 0; j < sel->n_parts; j++) t2_expert_free(sel->parts[j]);
+    free(sel->parts);
+    free(sel->alpha);
     t2_adapter_free(sel->adapter);
     t2_expert_free(sel->expert);
     t2_svd_free(sel->svd);

@@ -14,11 +14,16 @@ typedef struct svf_sel {
     t2_svd *svd;          /* NULL when no expert was asked for */
     t2_expert *expert;    /* the expert or the mixture */
     t2_adapter *adapter;
+    int n_parts;          /* --mix: the component experts and their weights */
+    t2_expert **parts;
+    float *alpha;
 } svf_sel;
 
 /* Parse the options (before cli_done); if an expert or mixture was asked for, load the SVD cache
- * (building it, with progress on stderr, if needed) and compile the adapter. Returns an exit code. */
-int svf_select(cli_opts *o, t2_model *m, svf_sel *sel);
+ * (building it, with progress on stderr, if needed) and compile the adapter (factored unless
+ * --apply merged); a mixture's components and weights are kept in parts/alpha. Returns an exit code. */
+/* need_svd: load the SVD cache (from --modules / --svd-cache) even when no expert is asked for. */
+int svf_select(cli_opts *o, t2_model *m, int need_svd, svf_sel *sel);
 /* Attach sel's SVD cache to ctx if there is one. Returns an exit code. */
 int svf_attach(const svf_sel *sel, t2_ctx *ctx);
 void svf_sel_free(svf_sel *sel);

@@ -4,6 +4,7 @@
 #include "cmd_model.h"
 #include "cmd_svf.h"
 #include "cmd_tok.h"
+#include "cmd_train.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +29,10 @@ static const char *s_usage =
     "      print the templated prompt (llama3, chatml, llama2, mistral, plain, or a template file)\n"
     "  t2 model svd --model DIR [--modules mlp|attn|all] [--cache FILE] [--dtype f32|bf16] [--rebuild] [--verify]\n"
     "      build (or check) the SVD cache; prints time and reconstruction error per matrix\n"
+    "  t2 model logprob-grad --model DIR --ids P1,P2,... --completion-start K [--expert E | --mix ...]\n"
+    "                        [--modules M] [--wrt z|alpha|weights] --out GRAD.safetensors\n"
+    "      log p(ids[K:] | ids[:K]) and its gradient with respect to the z vectors (tensors named like\n"
+    "      an expert's), the mixture weights (\"alpha\"), or every weight (the checkpoint's names)\n"
     "\n"
     "Experts:\n"
     "  t2 expert show FILE [--json]\n"
@@ -52,6 +57,7 @@ static const struct { const char *group, *name; cmd_fn fn; } s_cmds[] = {
     {"model", "tokenize", t2_cmd_model_tokenize},
     {"model", "detokenize", t2_cmd_model_detokenize},
     {"model", "chat", t2_cmd_model_chat},
+    {"model", "logprob-grad", t2_cmd_model_logprob_grad},
     {"expert", "show", t2_cmd_expert_show},
     {"expert", "mix", t2_cmd_expert_mix},
     {"expert", "new", t2_cmd_expert_new},

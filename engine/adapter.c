@@ -15,6 +15,7 @@ struct t2_adapter {
     t2_apply mode;
     uint64_t id;
     float *c;          /* all matrices' c, concatenated */
+    float *z;          /* the z' it was made from, same layout (for gradients) */
     size_t *off;       /* [n] start of matrix i in c */
 };
 
@@ -42,9 +43,10 @@ t2_adapter *t2_adapter_new(const t2_svd *svd, const t2_expert *e, t2_apply mode,
     t2_adapter *a = calloc(1, sizeof *a);
     if (a) {
         a->c = malloc(total * sizeof *a->c);
+        a->z = malloc(total * sizeof *a->z);
         a->off = malloc((size_t)(n ? n : 1) * sizeof *a->off);
     }
-    if (!a || !a->c || !a->off) {
+    if (!a || !a->c || !a->z || !a->off) {
         t2_adapter_free(a);
         *err = t2_set_error(T2_ERR_NOMEM, "adapter: out of memory");
         return NULL;
@@ -66,7 +68,7 @@ t2_adapter *t2_adapter_new(const t2_svd *svd, const t2_expert *e, t2_apply mode,
         }
         double norm = sum_s / sum_sz;
         a->off[i] = o;
-        for (int j = 0; j < r; j++) a->c[o + (size_t)j] = (float)(s[j] * z[j] * norm);
+        for (int j = 0; j < r; j++) a->c[o + (size_t)j] = (float)(s[j] * z[j] * norm), a->z[o + (size_t)j] = z[j];
         o += (size_t)r;
     }
     *err = T2_OK;
@@ -76,12 +78,14 @@ t2_adapter *t2_adapter_new(const t2_svd *svd, const t2_expert *e, t2_apply mode,
 void t2_adapter_free(t2_adapter *a) {
     if (!a) return;
     free(a->c);
+    free(a->z);
     free(a->off);
     free(a);
 }
 
 t2_apply t2_adapter_mode(const t2_adapter *a) { return a->mode; }
 const float *t2__adapter_c(const t2_adapter *a, int i) { return a->c + a->off[i]; }
+const float *t2__adapter_z(const t2_adapter *a, int i) { return a->z + a->off[i]; }
 uint64_t t2__adapter_id(const t2_adapter *a) { return a->id; }
 const t2_svd *t2__adapter_svd(const t2_adapter *a) { return a->svd; }
 

@@ -14,6 +14,7 @@
 #include <t2/svf.h>
 
 #include "adapter_cache.h"
+#include "forward_impl.h"
 #include "matmul.h"
 #include "model_impl.h"
 #include "svf_impl.h"
@@ -64,7 +65,7 @@ void t2_ctx_free(t2_ctx *c) {
 }
 
 /* inv_freq per HF (rope_type default / linear / llama3), in f32. */
-static void rope_tables(const t2_model_config *cfg, int n_ctx, float *cs, float *sn) {
+void t2__rope_tables(const t2_model_config *cfg, int n_ctx, float *cs, float *sn) {
     int half = cfg->head_dim / 2;
     for (int i = 0; i < half; i++) {
         float inv = (float)(1.0 / pow(cfg->rope_theta, (double)(2 * i) / cfg->head_dim));
@@ -140,7 +141,7 @@ t2_ctx *t2_ctx_new(t2_model *m, const t2_ctx_params *pp, t2_status *err) {
                             2 * kv * sizeof(float) >> 20, p.n_ctx, p.n_seq);
         return NULL;
     }
-    rope_tables(cfg, p.n_ctx, c->rope_cos, c->rope_sin);
+    t2__rope_tables(cfg, p.n_ctx, c->rope_cos, c->rope_sin);
     *err = T2_OK;
     return c;
 }
@@ -150,15 +151,16 @@ void t2_ctx_seq_clear(t2_ctx *c, int seq) {
     if (seq >= 0 && seq < c->p.n_seq) c->seq_len[seq] = 0;
 }
 
-/* out = x / sqrt(mean(x²) + eps) · w (the sum in double: H can be large). */
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+float t2__rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float inv = 1.0f / sqrtf((float)(ss / n) + eps);
     for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * inv);
+    return inv;
 }
+#define rmsnorm(out, x, w, n, eps) ((void)t2__rmsnorm(out, x, w, n, eps))
 
-static void rope(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+void t2__rope(float *v, int n_heads, int hd, const float *cs, const float *sn) {
     int half = hd / 2;
     for (int h = 0; h < n_heads; h++) {
         float *x = v + (size_t)h * hd;
@@ -428,8 +430,8 @@ static t2_status decode(t2_ctx *c, const t2_batch *b, const t2_adapter *const *a
             return s;
         for (int r = 0; r < R; r++) {
             size_t ro = (size_t)b->pos[r] * half;
-            rope(c->q + (size_t)r * c->q_dim, cfg->n_heads, hd, c->rope_cos + ro, c->rope_sin + ro);
-            rope(c->k + (size_t)r * c->kv_dim, cfg->n_kv_heads, hd, c->rope_cos + ro, c->rope_sin + ro);
+            t2__rope(c->q + (size_t)r * c->q_dim, cfg->n_heads, hd, c->rope_cos + ro, c->rope_sin + ro);
+            t2__rope(c->k + (size_t)r * c->kv_dim, cfg->n_kv_heads, hd, c->rope_cos + ro, c->rope_sin + ro);
             memcpy(kv_at(c, c->kc, l, b->seq[r], b->pos[r]), c->k + (size_t)r * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
             memcpy(kv_at(c, c->vc, l, b->seq[r], b->pos[r]), c->v + (size_t)r * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
         }

@@ -80,3 +80,31 @@ void t2_matmul_forward(const t2_mm *mm, float *out, size_t ldo, const float *x, 
             for (int i = 0; i < w->rows; i++) o[i] += bias[i];
         }
 }
+
+/* Both backward products go through OpenBLAS (training runs them on whole sequences); BF16/F16
+ * weights are widened one panel of rows at a time, as in gemm_path. */
+void t2_matmul_backward_input(const t2_mm *mm, float *dx, size_t ldx, const float *dy, size_t ldy, const t2_weight *w, int R) {
+    int n = w->rows, K = w->cols;
+    t2_pool_park(mm->pool);
+    if (w->dtype == T2_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, n, 1.0f, dy, (int)ldy, w->data, K, 1.0f, dx, (int)ldx);
+        return;
+    }
+    int P = (int)(mm->panel_elems / (size_t)K) & ~15;
+    if (P < 16) P = 16;
+    for (int i0 = 0; i0 < n; i0 += P) {
+        int np = n - i0 < P ? n - i0 : P;
+        const uint16_t *src = (const uint16_t *)w->data + (size_t)i0 * (size_t)K;
+        if (w->dtype == T2_BF16) mm->k->cvt_bf16(src, mm->panel, (size_t)np * (size_t)K);
+        else mm->k->cvt_f16(src, mm->panel, (size_t)np * (size_t)K);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, np, 1.0f, dy + i0, (int)ldy, mm->panel, K, 1.0f, dx,
+                    (int)ldx);
+    }
+}
+
+void t2_matmul_backward_weight(const t2_mm *mm, float *dw, const float *dy, size_t ldy, const float *x, size_t ldx,
+                               const t2_weight *w, int R) {
+    t2_pool_park(mm->pool);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w->rows, w->cols, R, 1.0f, dy, (int)ldy, x, (int)ldx, 1.0f, dw,
+                w->cols);
+}

@@ -30,4 +30,10 @@ typedef struct t2_mm {
 void t2_matmul_forward(const t2_mm *mm, float *out, size_t ldo, const float *x, size_t ldx, const t2_weight *w,
                        const float *bias, int R);
 
+/* Backward of out = x · Wᵀ: dx[R × w->cols] += dy[R × w->rows] · W (row strides ldx, ldy). */
+void t2_matmul_backward_input(const t2_mm *mm, float *dx, size_t ldx, const float *dy, size_t ldy, const t2_weight *w, int R);
+/* Backward of out = x · Wᵀ: dW[w->rows × w->cols] += dyᵀ · x. */
+void t2_matmul_backward_weight(const t2_mm *mm, float *dw, const float *dy, size_t ldy, const float *x, size_t ldx,
+                               const t2_weight *w, int R);
+
 #endif

@@ -16,6 +16,8 @@ t2_dtype t2__svd_dtype(const t2_svd *s);
 
 /* The adapter's c vector of matrix i, [rank]. Borrowed. */
 const float *t2__adapter_c(const t2_adapter *a, int i);
+/* The z' of matrix i the adapter was made from, [rank]. Borrowed. */
+const float *t2__adapter_z(const t2_adapter *a, int i);
 /* A number unique to this adapter for the life of the process (merged-cache key). */
 uint64_t t2__adapter_id(const t2_adapter *a);
 const t2_svd *t2__adapter_svd(const t2_adapter *a);

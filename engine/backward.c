@@ -1,0 +1,572 @@
+/* The log-probability of a completion and its gradients (see t2/train.h).
+ *
+ * Forward (one sequence of T tokens, every activation kept):
+ *   h⁰ = E[ids];  per layer: a = rms(h)·w₁; q,k,v = lin(a); rope(q,k); o = attn(q,k,v)
+ *   h' = h + lin_o(o); b = rms(h')·w₂; g = lin_g(b); u = lin_u(b); m = silu(g) ⊙ u; h = h' + lin_d(m)
+ *   logits_t = rms(h_t)·w_f · Wlmᵀ for t = k0-1 .. T-2;  J = Σ log softmax(logits_t)[ids[t+1]]
+ * lin(x) = x·Wᵀ (+ bias), or for an adapted matrix y = U (c ⊙ (Vᵀx)) with c = s ⊙ z · Σs/Σ(s ⊙ z).
+ *
+ * Backward, in reverse, with the standard identities:
+ *   ∂J/∂logits_t = onehot(ids[t+1]) − softmax(logits_t)
+ *   lin:      dx += dy·W, dW += dyᵀx, db += Σ dy
+ *   factored: ds = dy·U, dc += Σ_t ds ⊙ (Vᵀx), dx += (c ⊙ ds)·Vᵀ
+ *   rms:      y = w ⊙ x·ρ, ρ = 1/√(mean x² + ε):  dx = ρ (w⊙dy) − ρ³/n · x · Σ(w⊙dy⊙x), dw += dy ⊙ xρ
+ *   silu:     d g = dm ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))), du = dm ⊙ silu(g)
+ *   attn:     P = softmax(q·kᵀ/√d) recomputed; dP = do·vᵀ; dv += Pᵀdo; dS = P ⊙ (dP − Σ P⊙dP);
+ *             dq = dS·k/√d, dk += dSᵀ·q/√d (GQA: the heads of a group add into one dk, dv)
+ *   rope:     the transpose of the rotation (rotate by −θ)
+ * and finally z from c through the normalisation N = Σs/S, S = Σ s⊙z:
+ *   ∂J/∂z_k = N s_k dc_k − (N s_k / S) Σ_j dc_j s_j z_j. */
+#include <t2/train.h>
+#include <t2/error.h>
+
+#include "forward_impl.h"
+#include "matmul.h"
+#include "model_impl.h"
+#include "svf_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------- weight gradients ---------------- */
+
+struct t2_weight_grads {
+    int n;
+    char **names;
+    int64_t (*shape)[2];
+    int *ndim;
+    float **data;
+    /* where each part of the model lands (index into data, -1 = none) */
+    int embed, lm_head, final_norm;
+    int *layer;          /* [n_layers × (T2_N_KINDS + 5)]: kinds, attn_norm, ffn_norm, bq, bk, bv */
+};
+
+#define LAYER_SLOTS (T2_N_KINDS + 5)
+enum { SLOT_ATTN_NORM = T2_N_KINDS, SLOT_FFN_NORM, SLOT_BQ, SLOT_BK, SLOT_BV };
+
+int t2_weight_grads_count(const t2_weight_grads *g) { return g->n; }
+float *t2_weight_grads_data(t2_weight_grads *g, int i) { return g->data[i]; }
+const char *t2_weight_grads_name(const t2_weight_grads *g, int i, int64_t shape[2], int *ndim) {
+    shape[0] = g->shape[i][0];
+    shape[1] = g->shape[i][1];
+    *ndim = g->ndim[i];
+    return g->names[i];
+}
+
+void t2_weight_grads_free(t2_weight_grads *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n; i++) free(g->names[i]), free(g->data[i]);
+    free(g->names);
+    free(g->shape);
+    free(g->ndim);
+    free(g->data);
+    free(g->layer);
+    free(g);
+}
+
+static int add_grad(t2_weight_grads *g, const char *name, int64_t d0, int64_t d1) {
+    int i = g->n;
+    g->names[i] = strdup(name);
+    g->shape[i][0] = d0;
+    g->shape[i][1] = d1;
+    g->ndim[i] = d1 > 0 ? 2 : 1;
+    g->data[i] = calloc((size_t)d0 * (size_t)(d1 > 0 ? d1 : 1), sizeof(float));
+    if (!g->names[i] || !g->data[i]) return -2;
+    g->n++;
+    return i;
+}
+
+t2_weight_grads *t2_weight_grads_new(const t2_model *m, t2_status *err) {
+    const t2_model_config *c = &m->cfg;
+    int L = c->n_layers, cap = 3 + L * LAYER_SLOTS;
+    t2_weight_grads *g = calloc(1, sizeof *g);
+    if (g) {
+        g->names = calloc((size_t)cap, sizeof *g->names);
+        g->shape = calloc((size_t)cap, sizeof *g->shape);
+        g->ndim = calloc((size_t)cap, sizeof *g->ndim);
+        g->data = calloc((size_t)cap, sizeof *g->data);
+        g->layer = malloc((size_t)L * LAYER_SLOTS * sizeof *g->layer);
+    }
+    int ok = g && g->names && g->shape && g->ndim && g->data && g->layer;
+    if (ok) {
+        int H = c->hidden_size;
+        g->embed = add_grad(g, "model.embed_tokens.weight", c->vocab_size, H);
+        g->lm_head = c->tie_word_embeddings ? g->embed : add_grad(g, "lm_head.weight", c->vocab_size, H);
+        g->final_norm = add_grad(g, "model.norm.weight", H, 0);
+        ok = g->embed >= 0 && g->lm_head >= 0 && g->final_norm >= 0;
+        char name[128];
+        for (int l = 0; ok && l < L; l++) {
+            int *slot = g->layer + l * LAYER_SLOTS;
+            for (int k = 0; ok && k < T2_N_KINDS; k++) {
+                const t2_weight *w = t2_model_matrix(m, l, k, name, sizeof name - 8);
+                strcat(name, ".weight");
+                ok = (slot[k] = add_grad(g, name, w->rows, w->cols)) >= 0;
+            }
+            snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+            ok = ok && (slot[SLOT_ATTN_NORM] = add_grad(g, name, H, 0)) >= 0;
+            snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+            ok = ok && (slot[SLOT_FFN_NORM] = add_grad(g, name, H, 0)) >= 0;
+            slot[SLOT_BQ] = slot[SLOT_BK] = slot[SLOT_BV] = -1;
+            if (c->attention_bias && ok) {
+                static const char *b[3] = {"q", "k", "v"};
+                int dims[3] = {c->n_heads * c->head_dim, c->n_kv_heads * c->head_dim, c->n_kv_heads * c->head_dim};
+                for (int j = 0; ok && j < 3; j++) {
+                    snprintf(name, sizeof name, "model.layers.%d.self_attn.%s_proj.bias", l, b[j]);
+                    ok = (slot[SLOT_BQ + j] = add_grad(g, name, dims[j], 0)) >= 0;
+                }
+            }
+        }
+    }
+    if (!ok) {
+        t2_weight_grads_free(g);
+        *err = t2_set_error(T2_ERR_NOMEM, "weight gradients: out of memory");
+        return NULL;
+    }
+    *err = T2_OK;
+    return g;
+}
+
+/* ---------------- the training forward/backward ---------------- */
+
+typedef struct layer_acts {
+    float *x_in, *xn1, *r1, *q, *k, *v, *att, *x_mid, *xn2, *r2, *g, *u, *act;
+    float *t[T2_N_KINDS];     /* Vᵀx of adapted matrices, [T × r] */
+} layer_acts;
+
+typedef struct tr {
+    t2_model *m;
+    const t2_grad_request *rq;
+    const t2_svd *svd;
+    t2_mm mm;
+    int T, H, F, qd, kvd, hd;
+    float *cs, *sn;           /* rope tables [T × hd/2] */
+    layer_acts *la;
+    float *xf, *rf;           /* final normed rows [T × H], their 1/rms [T] */
+    float *tmp, *tmp2;       /* [T × max_k] scratch */
+    float *dcs;               /* [Σ ranks] ∂J/∂c, accumulated */
+    size_t *c_off;            /* [n matrices] offset of matrix i in dcs */
+    float *block;             /* every buffer above, one allocation */
+} tr;
+
+/* c of matrix mi: the adapter's, or s (z = 1). */
+static const float *c_of(const tr *t, int mi) {
+    return t->rq->adapter ? t2__adapter_c(t->rq->adapter, mi) : t2_svd_values(t->svd, mi);
+}
+
+static int adapted(const tr *t, int layer, int kind) { return t->svd ? t2__svd_index(t->svd, layer, kind) : -1; }
+
+/* y[T × rows] = lin(x[T × cols]) for (layer, kind), saving Vᵀx for adapted matrices. */
+static void lin(tr *t, int layer, int kind, const float *x, float *y, const float *bias) {
+    const t2_weight *w = t2_model_matrix(t->m, layer, kind, NULL, 0);
+    int mi = adapted(t, layer, kind), T = t->T;
+    if (mi < 0) {
+        t2_matmul_forward(&t->mm, y, (size_t)w->rows, x, (size_t)w->cols, w, bias, T);
+        return;
+    }
+    const t2_weight *U = t2__svd_U(t->svd, mi), *Vt = t2__svd_Vt(t->svd, mi);
+    int r = Vt->rows;
+    float *tv = t->la[layer].t[kind];
+    const float *c = c_of(t, mi);
+    t2_matmul_forward(&t->mm, tv, (size_t)r, x, (size_t)w->cols, Vt, NULL, T);
+    for (int i = 0; i < T; i++)
+        for (int j = 0; j < r; j++) t->tmp[(size_t)i * r + j] = tv[(size_t)i * r + j] * c[j];
+    t2_matmul_forward(&t->mm, y, (size_t)w->rows, t->tmp, (size_t)r, U, bias, T);
+}
+
+/* dx[T × cols] += backward of lin, given dy[T × rows] and its input x. */
+static void lin_back(tr *t, int layer, int kind, const float *dy, const float *x, float *dx, int bias_slot) {
+    const t2_weight *w = t2_model_matrix(t->m, layer, kind, NULL, 0);
+    int mi = adapted(t, layer, kind), T = t->T;
+    t2_weight_grads *g = t->rq->dw;
+    if (g && bias_slot >= 0) {
+        int bi = g->layer[layer * LAYER_SLOTS + bias_slot];
+        if (bi >= 0)
+            for (int i = 0; i < T; i++)
+                for (int j = 0; j < w->rows; j++) g->data[bi][j] += dy[(size_t)i * w->rows + j];
+    }
+    if (mi < 0) {
+        t2_matmul_backward_input(&t->mm, dx, (size_t)w->cols, dy, (size_t)w->rows, w, T);
+        if (g) t2_matmul_backward_weight(&t->mm, g->data[g->layer[layer * LAYER_SLOTS + kind]], dy, (size_t)w->rows, x,
+                                         (size_t)w->cols, w, T);
+        return;
+    }
+    const t2_weight *U = t2__svd_U(t->svd, mi), *Vt = t2__svd_Vt(t->svd, mi);
+    int r = Vt->rows;
+    const float *c = c_of(t, mi), *tv = t->la[layer].t[kind];
+    float *ds = t->tmp, *dc = t->dcs + t->c_off[mi];
+    memset(ds, 0, (size_t)T * r * sizeof *ds);
+    t2_matmul_backward_input(&t->mm, ds, (size_t)r, dy, (size_t)w->rows, U, T);
+    for (int i = 0; i < T; i++)
+        for (int j = 0; j < r; j++) {
+            dc[j] += ds[(size_t)i * r + j] * tv[(size_t)i * r + j];
+            ds[(size_t)i * r + j] *= c[j];
+        }
+    t2_matmul_backward_input(&t->mm, dx, (size_t)w->cols, ds, (size_t)r, Vt, T);
+}
+
+/* dx += backward of y = w ⊙ x·ρ for one row; dw (if any) += dy ⊙ xρ. */
+static void rms_back(const float *x, float rho, const float *w, const float *dy, int n, float *dx, float *dw) {
+    double dot = 0;
+    for (int i = 0; i < n; i++) dot += (double)w[i] * dy[i] * x[i];
+    float k = (float)(dot * rho * rho * rho / n);
+    for (int i = 0; i < n; i++) {
+        dx[i] += rho * w[i] * dy[i] - k * x[i];
+        if (dw) dw[i] += dy[i] * x[i] * rho;
+    }
+}
+
+/* The inverse rotation of t2__rope. */
+static void rope_back(float *v, int n_heads, int hd, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * hd;
+        for (int i = 0; i < half; i++) {
+            float a = x[i], b = x[i + half];
+            x[i] = a * cs[i] + b * sn[i];
+            x[i + half] = b * cs[i] - a * sn[i];
+        }
+    }
+}
+
+static int window_lo(const t2_model_config *c, int pos) {
+    return c->sliding_window > 0 && pos - c->sliding_window + 1 > 0 ? pos - c->sliding_window + 1 : 0;
+}
+
+/* Softmax probabilities of query row t of head h into p[lo..t]; returns lo. */
+static int probs(const tr *t, const layer_acts *a, int h, int row, float *p) {
+    const t2_model_config *c = &t->m->cfg;
+    int g = h / (c->n_heads / c->n_kv_heads), lo = window_lo(c, row), hd = t->hd;
+    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY, sum = 0;
+    const float *q = a->q + (size_t)row * t->qd + (size_t)h * hd;
+    for (int j = lo; j <= row; j++) {
+        p[j] = t->m->kern->dot(q, a->k + (size_t)j * t->kvd + (size_t)g * hd, hd) * scale;
+        if (p[j] > mx) mx = p[j];
+    }
+    for (int j = lo; j <= row; j++) sum += (p[j] = expf(p[j] - mx));
+    for (int j = lo; j <= row; j++) p[j] /= sum;
+    return lo;
+}
+
+static void attention(tr *t, layer_acts *a, float *p) {
+    const t2_model_config *c = &t->m->cfg;
+    int hd = t->hd, group = c->n_heads / c->n_kv_heads;
+    memset(a->att, 0, (size_t)t->T * t->qd * sizeof(float));
+    for (int row = 0; row < t->T; row++)
+        for (int h = 0; h < c->n_heads; h++) {
+            int lo = probs(t, a, h, row, p), g = h / group;
+            float *o = a->att + (size_t)row * t->qd + (size_t)h * hd;
+            for (int j = lo; j <= row; j++) t->m->kern->axpy(p[j], a->v + (size_t)j * t->kvd + (size_t)g * hd, o, hd);
+        }
+}
+
+/* Given d(att) [T × qd], accumulate dq [T × qd], dk, dv [T × kvd] (before the rope backward). */
+static void attention_back(tr *t, const layer_acts *a, const float *datt, float *dq, float *dk, float *dv, float *p, float *dp) {
+    const t2_model_config *c = &t->m->cfg;
+    int hd = t->hd, group = c->n_heads / c->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hd);
+    const t2_kernels *K = t->m->kern;
+    for (int row = 0; row < t->T; row++)
+        for (int h = 0; h < c->n_heads; h++) {
+            int lo = probs(t, a, h, row, p), g = h / group;
+            const float *dout = datt + (size_t)row * t->qd + (size_t)h * hd;
+            double s = 0;
+            for (int j = lo; j <= row; j++) {
+                dp[j] = K->dot(dout, a->v + (size_t)j * t->kvd + (size_t)g * hd, hd);
+                s += (double)p[j] * dp[j];
+                K->axpy(p[j], dout, dv + (size_t)j * t->kvd + (size_t)g * hd, hd);
+            }
+            const float *q = a->q + (size_t)row * t->qd + (size_t)h * hd;
+            float *dqh = dq + (size_t)row * t->qd + (size_t)h * hd;
+            for (int j = lo; j <= row; j++) {
+                float ds = p[j] * (dp[j] - (float)s) * scale;
+                K->axpy(ds, a->k + (size_t)j * t->kvd + (size_t)g * hd, dqh, hd);
+                K->axpy(ds, q, dk + (size_t)j * t->kvd + (size_t)g * hd, hd);
+            }
+        }
+}
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static t2_status alloc_tr(tr *t) {
+    const t2_model_config *c = &t->m->cfg;
+    int T = t->T, L = c->n_layers, nm = t->svd ? t2_svd_count(t->svd) : 0;
+    size_t H = (size_t)t->H, F = (size_t)t->F, qd = (size_t)t->qd, kvd = (size_t)t->kvd;
+    size_t maxk = H > F ? H : F;
+    if (maxk < qd) maxk = qd;
+    size_t rsum = 0;
+    t->c_off = calloc((size_t)(nm ? nm : 1), sizeof *t->c_off);
+    if (!t->c_off) return t2_set_error(T2_ERR_NOMEM, "logprob-grad: out of memory");
+    for (int i = 0; i < nm; i++) t->c_off[i] = rsum, rsum += (size_t)t2_svd_rank(t->svd, i);
+    size_t per_layer = (size_t)T * (4 * H + 2 + 2 * qd + 2 * kvd + 3 * F), tsum = 0;
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < T2_N_KINDS; k++) {
+            int mi = adapted(t, l, k);
+            if (mi >= 0) tsum += (size_t)T * (size_t)t2_svd_rank(t->svd, mi);
+        }
+    size_t total = (size_t)L * per_layer + tsum + (size_t)T * (H + 1) + 2 * (size_t)T * maxk + rsum +
+                   (size_t)T * (size_t)(t->hd / 2) * 2;
+    t->block = calloc(total, sizeof(float));
+    t->la = calloc((size_t)L, sizeof *t->la);
+    t->mm = (t2_mm){.k = t->m->kern, .pool = t->m->pool, .panel_elems = maxk * 16 > (1u << 20) ? maxk * 16 : (1u << 20)};
+    t->mm.panel = malloc(t->mm.panel_elems * sizeof(float));
+    t->mm.xbf_elems = (size_t)T * maxk;
+    t->mm.xbf = t->m->kern->bf16_split_x ? malloc(3 * t->mm.xbf_elems * sizeof(uint16_t)) : NULL;
+    if (!t->block || !t->la || !t->mm.panel || (t->m->kern->bf16_split_x && !t->mm.xbf))
+        return t2_set_error(T2_ERR_NOMEM, "logprob-grad: out of memory for the activations of %d tokens", T);
+    float *p = t->block;
+#define TAKE(n) (p += (n), p - (n))
+    for (int l = 0; l < L; l++) {
+        layer_acts *a = &t->la[l];
+        a->x_in = TAKE(T * H), a->xn1 = TAKE(T * H), a->r1 = TAKE((size_t)T), a->q = TAKE(T * qd);
+        a->k = TAKE(T * kvd), a->v = TAKE(T * kvd), a->att = TAKE(T * qd), a->x_mid = TAKE(T * H);
+        a->xn2 = TAKE(T * H), a->r2 = TAKE((size_t)T), a->g = TAKE(T * F), a->u = TAKE(T * F), a->act = TAKE(T * F);
+        for (int k = 0; k < T2_N_KINDS; k++) {
+            int mi = adapted(t, l, k);
+            a->t[k] = mi >= 0 ? TAKE((size_t)T * (size_t)t2_svd_rank(t->svd, mi)) : NULL;
+        }
+    }
+    t->xf = TAKE(T * H), t->rf = TAKE((size_t)T), t->tmp = TAKE(T * maxk), t->tmp2 = TAKE(T * maxk), t->dcs = TAKE(rsum);
+    t->cs = TAKE((size_t)T * (size_t)(t->hd / 2)), t->sn = TAKE((size_t)T * (size_t)(t->hd / 2));
+#undef TAKE
+    return T2_OK;
+}
+
+static void free_tr(tr *t) {
+    free(t->block);
+    free(t->la);
+    free(t->c_off);
+    free(t->mm.panel);
+    free(t->mm.xbf);
+}
+
+static void embed_row(const t2_model *m, int tok, float *out) {
+    const t2_weight *e = &m->embed;
+    size_t H = (size_t)e->cols, off = (size_t)tok * H;
+    if (e->dtype == T2_F32) memcpy(out, (const float *)e->data + off, H * sizeof(float));
+    else if (e->dtype == T2_BF16) m->kern->cvt_bf16((const uint16_t *)e->data + off, out, H);
+    else m->kern->cvt_f16((const uint16_t *)e->data + off, out, H);
+}
+
+/* Logits of the base model at the completion positions, by the inference forward. */
+static t2_status base_logits(t2_model *m, const t2_grad_request *rq, float *out) {
+    t2_ctx_params cp = {.n_ctx = rq->n, .n_seq = 1, .n_batch = rq->n};
+    t2_status st;
+    t2_ctx *ctx = t2_ctx_new(m, &cp, &st);
+    if (!ctx) return st;
+    int32_t *pos = malloc((size_t)rq->n * sizeof *pos), *seq = calloc((size_t)rq->n, sizeof *seq);
+    uint8_t *want = calloc((size_t)rq->n, 1);
+    if (!pos || !seq || !want) st = t2_set_error(T2_ERR_NOMEM, "logprob-grad: out of memory");
+    for (int i = 0; !st && i < rq->n; i++) pos[i] = i, want[i] = i >= rq->k0 - 1 && i < rq->n - 1;
+    t2_batch b = {.n = rq->n, .token = rq->ids, .pos = pos, .seq = seq, .want = want};
+    if (!st) st = t2_ctx_decode(ctx, &b, out);
+    free(pos), free(seq), free(want);
+    t2_ctx_free(ctx);
+    return st;
+}
+
+static t2_status check_request(const t2_model *m, const t2_grad_request *rq) {
+    if (!rq || !rq->ids || rq->n < 2 || rq->k0 < 1 || rq->k0 >= rq->n)
+        return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: need ids with 1 <= completion start < n (n = %d, start = %d)",
+                            rq ? rq->n : 0, rq ? rq->k0 : 0);
+    for (int i = 0; i < rq->n; i++)
+        if (rq->ids[i] < 0 || rq->ids[i] >= m->cfg.vocab_size)
+            return t2_set_error(T2_ERR_RANGE, "logprob-grad: token id %d at %d is outside the vocabulary", rq->ids[i], i);
+    if (rq->adapter && !rq->svd) return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: an adapter needs its SVD cache");
+    if (rq->adapter && t2__adapter_svd(rq->adapter) != rq->svd)
+        return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: the adapter belongs to another SVD cache");
+    if (rq->dz && !rq->svd) return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: dz needs the SVD cache");
+    if (rq->dw && (rq->adapter || rq->dz))
+        return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: weight gradients are for the base model, without z");
+    if (rq->kl_coef < 0 || (rq->kl_coef > 0 && !rq->adapter))
+        return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: the KL coefficient must be >= 0 and needs an adapter");
+    if (rq->svd && t2__svd_model(rq->svd) != m) return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: the SVD cache belongs to another model");
+    return T2_OK;
+}
+
+t2_status t2_logprob_grad(t2_model *m, const t2_grad_request *rq, double *logprob) {
+    t2_status st = check_request(m, rq);
+    if (st) return st;
+    const t2_model_config *c = &m->cfg;
+    /* the factored path only where z matters; weight gradients need the plain matrices */
+    tr t = {.m = m, .rq = rq, .svd = rq->dz || rq->adapter ? rq->svd : NULL, .T = rq->n, .H = c->hidden_size, .F = c->intermediate_size,
+            .qd = c->n_heads * c->head_dim, .kvd = c->n_kv_heads * c->head_dim, .hd = c->head_dim};
+    if ((st = alloc_tr(&t))) {
+        free_tr(&t);
+        return st;
+    }
+    int T = t.T, H = t.H, F = t.F, L = c->n_layers, V = c->vocab_size, half = t.hd / 2;
+    int n_out = T - rq->k0;     /* rows t = k0-1 .. T-2 predict ids[t+1] */
+    float w = rq->weight, eps = c->rms_norm_eps;
+    t2_weight_grads *g = rq->dw;
+    float *x = malloc((size_t)T * H * sizeof *x), *dx = calloc((size_t)T * H, sizeof *dx);
+    float *logits = malloc((size_t)n_out * V * sizeof *logits);
+    float *p = malloc((size_t)T * sizeof *p), *dp = malloc((size_t)T * sizeof *dp);
+    float *dq = malloc((size_t)T * t.qd * sizeof *dq), *dk = malloc((size_t)T * t.kvd * sizeof *dk);
+    float *dv = malloc((size_t)T * t.kvd * sizeof *dv), *da = malloc((size_t)T * (t.qd > F ? t.qd : F) * sizeof *da);
+    float *dg = malloc((size_t)T * F * sizeof *dg), *du = malloc((size_t)T * F * sizeof *du);
+    if (!x || !dx || !logits || !p || !dp || !dq || !dk || !dv || !da || !dg || !du) {
+        st = t2_set_error(T2_ERR_NOMEM, "logprob-grad: out of memory");
+        goto out;
+    }
+    t2__rope_tables(c, T, t.cs, t.sn);
+
+    /* ---- forward ---- */
+    for (int i = 0; i < T; i++) embed_row(m, rq->ids[i], x + (size_t)i * H);
+    for (int l = 0; l < L; l++) {
+        const t2_layer *Ly = &m->layers[l];
+        layer_acts *a = &t.la[l];
+        memcpy(a->x_in, x, (size_t)T * H * sizeof *x);
+        for (int i = 0; i < T; i++) a->r1[i] = t2__rmsnorm(a->xn1 + (size_t)i * H, x + (size_t)i * H, Ly->attn_norm, H, eps);
+        lin(&t, l, T2_KIND_Q, a->xn1, a->q, Ly->bq);
+        lin(&t, l, T2_KIND_K, a->xn1, a->k, Ly->bk);
+        lin(&t, l, T2_KIND_V, a->xn1, a->v, Ly->bv);
+        for (int i = 0; i < T; i++) {
+            t2__rope(a->q + (size_t)i * t.qd, c->n_heads, t.hd, t.cs + (size_t)i * half, t.sn + (size_t)i * half);
+            t2__rope(a->k + (size_t)i * t.kvd, c->n_kv_heads, t.hd, t.cs + (size_t)i * half, t.sn + (size_t)i * half);
+        }
+        attention(&t, a, p);
+        lin(&t, l, T2_KIND_O, a->att, t.tmp2, NULL);
+        for (size_t i = 0; i < (size_t)T * H; i++) x[i] += t.tmp2[i];
+        memcpy(a->x_mid, x, (size_t)T * H * sizeof *x);
+        for (int i = 0; i < T; i++) a->r2[i] = t2__rmsnorm(a->xn2 + (size_t)i * H, x + (size_t)i * H, Ly->ffn_norm, H, eps);
+        lin(&t, l, T2_KIND_GATE, a->xn2, a->g, NULL);
+        lin(&t, l, T2_KIND_UP, a->xn2, a->u, NULL);
+        for (size_t i = 0; i < (size_t)T * F; i++) a->act[i] = a->g[i] * sigmoidf(a->g[i]) * a->u[i];
+        lin(&t, l, T2_KIND_DOWN, a->act, t.tmp2, NULL);
+        for (size_t i = 0; i < (size_t)T * H; i++) x[i] += t.tmp2[i];
+    }
+    for (int o = 0; o < n_out; o++) {
+        int row = rq->k0 - 1 + o;
+        t.rf[o] = t2__rmsnorm(t.xf + (size_t)o * H, x + (size_t)row * H, m->final_norm, H, eps);
+    }
+    t2_matmul_forward(&t.mm, logits, (size_t)V, t.xf, (size_t)H, &m->lm_head, NULL, n_out);
+
+    /* ---- the base model's logits, for the KL term ---- */
+    float *base = NULL;
+    if (rq->adapter && (rq->kl_coef > 0 || rq->kl)) {
+        if (!(base = malloc((size_t)n_out * V * sizeof *base))) {
+            st = t2_set_error(T2_ERR_NOMEM, "logprob-grad: out of memory");
+            goto out;
+        }
+        if ((st = base_logits(m, rq, base))) {
+            free(base);
+            goto out;
+        }
+    }
+
+    /* ---- J, KL and ∂(wJ − λKL)/∂logits (in place: logits becomes dlogits) ---- */
+    double J = 0, KL = 0;
+    float lam = rq->kl_coef;
+    for (int o = 0; o < n_out; o++) {
+        float *lg = logits + (size_t)o * V, mx = lg[0];
+        int y = rq->ids[rq->k0 + o];
+        for (int v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
+        double sum = 0;
+        for (int v = 0; v < V; v++) sum += exp((double)lg[v] - mx);
+        double lse = mx + log(sum);
+        J += (double)lg[y] - lse;
+        if (base) {
+            /* KL_t = Σ p (log p − log q);  ∂KL_t/∂logit_v = p_v (log p_v − log q_v − KL_t) */
+            const float *bl = base + (size_t)o * V;
+            float bmx = bl[0];
+            for (int v = 1; v < V; v++) bmx = bl[v] > bmx ? bl[v] : bmx;
+            double bsum = 0, kl = 0;
+            for (int v = 0; v < V; v++) bsum += exp((double)bl[v] - bmx);
+            double blse = bmx + log(bsum);
+            for (int v = 0; v < V; v++) {
+                double lp = lg[v] - lse, lq = bl[v] - blse;
+                kl += exp(lp) * (lp - lq);
+            }
+            KL += kl;
+            for (int v = 0; v < V; v++) {
+                double lp = lg[v] - lse, lq = bl[v] - blse, pv = exp(lp);
+                lg[v] = (float)(-w * pv - lam * pv * (lp - lq - kl));
+            }
+        } else {
+            for (int v = 0; v < V; v++) lg[v] = -w * (float)(exp((double)lg[v] - mx) / sum);
+        }
+        lg[y] += w;
+    }
+    free(base);
+    *logprob = J;
+    if (rq->kl) *rq->kl = KL;
+
+    /* ---- backward ---- */
+    float *dxf = t.tmp2;
+    memset(dxf, 0, (size_t)n_out * H * sizeof *dxf);
+    t2_matmul_backward_input(&t.mm, dxf, (size_t)H, logits, (size_t)V, &m->lm_head, n_out);
+    if (g) t2_matmul_backward_weight(&t.mm, g->data[g->lm_head], logits, (size_t)V, t.xf, (size_t)H, &m->lm_head, n_out);
+    for (int o = 0; o < n_out; o++) {
+        int row = rq->k0 - 1 + o;
+        rms_back(x + (size_t)row * H, t.rf[o], m->final_norm, dxf + (size_t)o * H, H, dx + (size_t)row * H,
+                 g ? g->data[g->final_norm] : NULL);
+    }
+    for (int l = L - 1; l >= 0; l--) {
+        const t2_layer *Ly = &m->layers[l];
+        layer_acts *a = &t.la[l];
+        int *slot = g ? g->layer + l * LAYER_SLOTS : NULL;
+        /* MLP: dx (at the layer output) flows into the down projection and the residual */
+        memset(da, 0, (size_t)T * F * sizeof *da);
+        lin_back(&t, l, T2_KIND_DOWN, dx, a->act, da, -1);
+        for (size_t i = 0; i < (size_t)T * F; i++) {
+            float s = sigmoidf(a->g[i]), si = a->g[i] * s;
+            dg[i] = da[i] * a->u[i] * s * (1.0f + a->g[i] * (1.0f - s));
+            du[i] = da[i] * si;
+        }
+        float *dxn = t.tmp2;
+        memset(dxn, 0, (size_t)T * H * sizeof *dxn);
+        lin_back(&t, l, T2_KIND_GATE, dg, a->xn2, dxn, -1);
+        lin_back(&t, l, T2_KIND_UP, du, a->xn2, dxn, -1);
+        for (int i = 0; i < T; i++)
+            rms_back(a->x_mid + (size_t)i * H, a->r2[i], Ly->ffn_norm, dxn + (size_t)i * H, H, dx + (size_t)i * H,
+                     g ? g->data[slot[SLOT_FFN_NORM]] : NULL);
+        /* attention */
+        memset(da, 0, (size_t)T * t.qd * sizeof *da);
+        lin_back(&t, l, T2_KIND_O, dx, a->att, da, -1);
+        memset(dq, 0, (size_t)T * t.qd * sizeof *dq);
+        memset(dk, 0, (size_t)T * t.kvd * sizeof *dk);
+        memset(dv, 0, (size_t)T * t.kvd * sizeof *dv);
+        attention_back(&t, a, da, dq, dk, dv, p, dp);
+        for (int i = 0; i < T; i++) {
+            rope_back(dq + (size_t)i * t.qd, c->n_heads, t.hd, t.cs + (size_t)i * half, t.sn + (size_t)i * half);
+            rope_back(dk + (size_t)i * t.kvd, c->n_kv_heads, t.hd, t.cs + (size_t)i * half, t.sn + (size_t)i * half);
+        }
+        memset(dxn, 0, (size_t)T * H * sizeof *dxn);
+        lin_back(&t, l, T2_KIND_Q, dq, a->xn1, dxn, SLOT_BQ);
+        lin_back(&t, l, T2_KIND_K, dk, a->xn1, dxn, SLOT_BK);
+        lin_back(&t, l, T2_KIND_V, dv, a->xn1, dxn, SLOT_BV);
+        for (int i = 0; i < T; i++)
+            rms_back(a->x_in + (size_t)i * H, a->r1[i], Ly->attn_norm, dxn + (size_t)i * H, H, dx + (size_t)i * H,
+                     g ? g->data[slot[SLOT_ATTN_NORM]] : NULL);
+    }
+    if (g)
+        for (int i = 0; i < T; i++) {
+            float *de = g->data[g->embed] + (size_t)rq->ids[i] * H;
+            for (int j = 0; j < H; j++) de[j] += dx[(size_t)i * H + j];
+        }
+
+    /* ---- ∂J/∂z from ∂J/∂c through the normalisation ---- */
+    if (rq->dz) {
+        for (int mi = 0; mi < t2_svd_count(t.svd); mi++) {
+            int r = t2_svd_rank(t.svd, mi);
+            const float *s = t2_svd_values(t.svd, mi), *z = rq->adapter ? t2__adapter_z(rq->adapter, mi) : NULL;
+            const float *dc = t.dcs + t.c_off[mi];
+            double S = 0, sum_s = 0, acc = 0;
+            for (int j = 0; j < r; j++) {
+                double zj = z ? z[j] : 1.0;
+                S += s[j] * zj;
+                sum_s += s[j];
+            }
+            double N = sum_s / S;
+            for (int j = 0; j < r; j++) acc += (double)dc[j] * s[j] * (z ? z[j] : 1.0);
+            float *out = rq->dz + t.c_off[mi];
+            for (int k = 0; k < r; k++) out[k] += (float)(N * s[k] * dc[k] - N * s[k] / S * acc);
+        }
+    }
+out:
+    free(x), free(dx), free(logits), free(p), free(dp), free(dq), free(dk), free(dv), free(da), free(dg), free(du);
+    free_tr(&t);
+    return st;
+}
