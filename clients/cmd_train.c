@@ -95,18 +95,9 @@ int t2_cmd_model_logprob_grad(int argc, char **argv) {
         } else if (!rc && !strcmp(wrt, "alpha")) {
             /* z' = Σ αₖ zₖ  ⇒  ∂J/∂αₖ = Σ ∂J/∂z' ⊙ zₖ */
             float *da = calloc((size_t)sel.n_parts, sizeof *da);
-            for (int e = 0; da && e < sel.n_parts; e++) {
-                double acc = 0;
-                size_t off = 0;
-                for (int i = 0; i < t2_svd_count(sel.svd); i++) {
-                    const float *ze = t2_expert_zc(sel.parts[e], i);
-                    for (int j = 0; j < t2_svd_rank(sel.svd, i); j++) acc += (double)dz[off + (size_t)j] * ze[j];
-                    off += (size_t)t2_svd_rank(sel.svd, i);
-                }
-                da[e] = (float)acc;
-            }
             t2_tensor_info t = {.name = "alpha", .dtype = T2_F32, .ndim = 1, .shape = {sel.n_parts}, .data = da};
             if (!da) rc = fail("logprob-grad", T2_ERR_NOMEM);
+            else if ((s = t2_expert_mix_grad((const t2_expert *const *)sel.parts, sel.n_parts, 0, dz, da))) rc = fail("alpha", s);
             else if ((s = t2_st_write(out, &t, 1, meta))) rc = fail("cannot write gradients", s);
             free(da);
         } else if (!rc) {

@@ -317,3 +317,38 @@ t2_expert *t2_expert_mix(const t2_expert *const *ex, const float *alpha, int k, 
     *err = T2_OK;
     return m;
 }
+
+t2_status t2_expert_mix_grad(const t2_expert *const *ex, int k, int per_matrix, const float *dz, float *dalpha) {
+    if (k < 1 || !ex || !dz || !dalpha) return t2_set_error(T2_ERR_INVALID_ARG, "mix grad: need experts and gradients");
+    for (int j = 1; j < k; j++)
+        if (ex[j]->n != ex[0]->n) return t2_set_error(T2_ERR_SHAPE, "mix grad: expert %d covers other matrices", j);
+    int n = ex[0]->n;
+    for (int j = 0; j < k; j++) {
+        double total = 0;
+        size_t off = 0;
+        for (int i = 0; i < n; i++) {
+            double acc = 0;
+            if (ex[j]->lens[i] != ex[0]->lens[i]) return t2_set_error(T2_ERR_SHAPE, "mix grad: expert %d: %s has another length", j, ex[0]->names[i]);
+            for (int t = 0; t < ex[j]->lens[i]; t++) acc += (double)dz[off + (size_t)t] * ex[j]->z[i][t];
+            off += (size_t)ex[j]->lens[i];
+            if (per_matrix) dalpha[j * n + i] = (float)acc;
+            total += acc;
+        }
+        if (!per_matrix) dalpha[j] = (float)total;
+    }
+    return T2_OK;
+}
+
+t2_expert *t2_expert_clone(const t2_expert *e, t2_status *err) {
+    t2_expert *c = alloc_expert(e->n, (const char *const *)e->names, e->lens, err);
+    if (!c) return NULL;
+    for (int i = 0; i < e->n; i++) memcpy(c->z[i], e->z[i], (size_t)e->lens[i] * sizeof(float));
+    json_decref(c->meta);
+    if (!(c->meta = json_deep_copy(e->meta))) {
+        c->meta = json_object();
+        t2_expert_free(c);
+        *err = t2_set_error(T2_ERR_NOMEM, "expert: out of memory");
+        return NULL;
+    }
+    return c;
+}

@@ -202,3 +202,37 @@ t2_status t2_reinforce_step(t2_model *m, t2_svf_policy *pol, t2_adam *adam, cons
     t2_adapter_free(ad);
     return st;
 }
+
+t2_status t2_reinforce_train(t2_model *m, t2_svf_policy *pol, t2_adam *adam, const t2_reinforce_params *p,
+                             const t2_reinforce_loop *loop, t2_expert **best, double *best_score) {
+    if (!loop || !loop->sample || !loop->validate || loop->batch < 1 || loop->steps < 0 || !best || !best_score)
+        return t2_set_error(T2_ERR_INVALID_ARG, "reinforce: the loop needs sample, validate, batch >= 1, steps >= 0");
+    t2_rollout *rs = calloc((size_t)loop->batch, sizeof *rs);
+    if (!rs) return t2_set_error(T2_ERR_NOMEM, "reinforce: out of memory");
+    t2_status st = loop->validate(loop->user, pol->e, best_score);
+    *best = st ? NULL : t2_expert_clone(pol->e, &st);
+    for (int step = 1; !st && step <= loop->steps; step++) {
+        t2_reinforce_stats stats = {0};
+        if ((st = loop->sample(loop->user, pol->e, rs, loop->batch)) ||
+            (st = t2_reinforce_step(m, pol, adam, rs, loop->batch, p, &stats)))
+            break;
+        double val = NAN;
+        if ((loop->eval_every > 0 && step % loop->eval_every == 0) || step == loop->steps) {
+            if ((st = loop->validate(loop->user, pol->e, &val))) break;
+            if (val > *best_score) {
+                t2_expert *copy = t2_expert_clone(pol->e, &st);
+                if (!copy) break;
+                t2_expert_free(*best);
+                *best = copy;
+                *best_score = val;
+            }
+        }
+        if (loop->progress) loop->progress(loop->user, step, &stats, val);
+    }
+    free(rs);
+    if (st) {
+        t2_expert_free(*best);
+        *best = NULL;
+    }
+    return st;
+}

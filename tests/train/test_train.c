@@ -168,6 +168,7 @@ END_TEST
 static int target(int tok) { return tok < TU_V / 4; }
 
 static double sample_batch(t2_ctx *ctx, t2_sampler *smp, const t2_adapter *ad, int32_t (*seqs)[6], t2_rollout *rs, int B) {
+    /* the prompt is always the same; the reward looks at the first generated token */
     static const int32_t prompt[3] = {5, 17, 40};
     double mean = 0;
     for (int i = 0; i < B; i++) {
@@ -220,6 +221,85 @@ START_TEST(test_reinforce_raises_reward) {
 }
 END_TEST
 
+/* The loop: the same task, validated on a fixed-seed batch of 64 samples; the best expert must beat
+ * the starting one and reproduce its score when validated again. */
+typedef struct toy {
+    t2_ctx *ctx;
+    t2_sampler *smp;
+    int32_t seqs[16][6];
+    int steps_seen;
+} toy;
+
+static t2_status toy_sample(void *user, const t2_expert *cur, t2_rollout *rs, int B) {
+    toy *t = user;
+    t2_status st;
+    t2_adapter *ad = t2_adapter_new(s_svd, cur, T2_APPLY_FACTORED, &st);
+    if (!ad) return st;
+    sample_batch(t->ctx, t->smp, ad, t->seqs, rs, B);
+    t2_adapter_free(ad);
+    return T2_OK;
+}
+
+static t2_status toy_validate(void *user, const t2_expert *cur, double *score) {
+    toy *t = user;
+    t2_status st;
+    t2_sampler_params sp = t2_sampler_default_params();
+    sp.temperature = 1.0f;
+    sp.seed = 999; /* the same validation draws every time */
+    t2_sampler *smp = t2_sampler_new(&sp, TU_V, &st);
+    t2_adapter *ad = t2_adapter_new(s_svd, cur, T2_APPLY_FACTORED, &st);
+    int32_t seqs[64][6];
+    t2_rollout rs[64];
+    *score = sample_batch(t->ctx, smp, ad, seqs, rs, 64);
+    t2_adapter_free(ad);
+    t2_sampler_free(smp);
+    return T2_OK;
+}
+
+static void toy_progress(void *user, int step, const t2_reinforce_stats *st, double val) {
+    (void)st, (void)val;
+    ((toy *)user)->steps_seen = step;
+}
+
+START_TEST(test_reinforce_loop_keeps_best) {
+    t2_status st;
+    toy t = {.ctx = tu_ctx_new(s_m, 16, 1, 8)};
+    ck_assert(t2_ctx_set_svd(t.ctx, s_svd, 0) == T2_OK);
+    t2_sampler_params sp = t2_sampler_default_params();
+    sp.temperature = 1.0f;
+    sp.seed = 3;
+    t.smp = t2_sampler_new(&sp, TU_V, &st);
+    t2_svf_policy *pol = t2_svf_policy_new(s_svd, NULL, 2.0f, &st);
+    t2_reinforce_params rp = t2_reinforce_default_params();
+    rp.adam.lr = 0.05f;
+    rp.adam.clip = 0;
+    rp.normalize = 1;
+    t2_adam *adam = t2_adam_new(total_rank(), &rp.adam, &st);
+    double start;
+    ck_assert(toy_validate(&t, t2_svf_policy_expert(pol), &start) == T2_OK);
+    t2_reinforce_loop loop = {.steps = 30, .batch = 16, .eval_every = 10, .sample = toy_sample, .validate = toy_validate,
+                              .progress = toy_progress, .user = &t};
+    t2_expert *best = NULL;
+    double best_score;
+    ck_assert_msg(t2_reinforce_train(s_m, pol, adam, &rp, &loop, &best, &best_score) == T2_OK, "%s", t2_last_error());
+    ck_assert_ptr_nonnull(best);
+    ck_assert_int_eq(t.steps_seen, 30);
+    printf("REINFORCE loop: validation %.3f at the start, best %.3f\n", start, best_score);
+    ck_assert_msg(best_score > start + 0.3, "validation did not improve: %.3f -> %.3f", start, best_score);
+    double again;
+    ck_assert(toy_validate(&t, best, &again) == T2_OK);
+    ck_assert_double_eq_tol(again, best_score, 1e-9);
+    /* a bad loop is refused */
+    loop.sample = NULL;
+    ck_assert_int_eq(t2_reinforce_train(s_m, pol, adam, &rp, &loop, &best, &best_score), T2_ERR_INVALID_ARG);
+    t2_expert_free(best);
+    t2_adam_free(adam);
+    t2_svf_policy_free(pol);
+    t2_sampler_free(t.smp);
+    t2_ctx_free(t.ctx);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("core");
@@ -229,6 +309,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_kl_gradient);
     tcase_add_test(tc, test_bad_requests);
     tcase_add_test(tc, test_reinforce_raises_reward);
+    tcase_add_test(tc, test_reinforce_loop_keeps_best);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -142,6 +142,14 @@ const char *t2_expert_meta_key(const t2_expert *e, int i);
  * with t2_expert_free. */
 t2_expert *t2_expert_mix(const t2_expert *const *experts, const float *alpha, int k, int per_matrix, t2_status *err);
 
+/* The gradient with respect to the mixture weights from the gradient with respect to the mixed z':
+ * dalpha[j] = Σ_i Σ_t dz[i][t] · z_j[i][t] (per expert), or dalpha[j·count + i] = Σ_t dz[i][t] · z_j[i][t]
+ * (per_matrix). dz is [Σ lengths], matrices in the experts' order. */
+t2_status t2_expert_mix_grad(const t2_expert *const *experts, int k, int per_matrix, const float *dz, float *dalpha);
+
+/* A deep copy (z and metadata). Caller frees with t2_expert_free. */
+t2_expert *t2_expert_clone(const t2_expert *e, t2_status *err);
+
 /* ---------------- adapters ---------------- */
 
 typedef enum t2_apply { T2_APPLY_FACTORED = 0, T2_APPLY_MERGED = 1 } t2_apply;

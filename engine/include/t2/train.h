@@ -114,6 +114,28 @@ typedef struct t2_reinforce_stats {
 t2_status t2_reinforce_step(t2_model *m, t2_svf_policy *pol, t2_adam *adam, const t2_rollout *rs, int B,
                             const t2_reinforce_params *p, t2_reinforce_stats *stats);
 
+/* A training run: steps of REINFORCE on rollouts the caller samples and scores (generation and the
+ * grader live outside the engine), evaluated on a validation split every eval_every steps; the expert
+ * with the best validation score is kept (the paper's model selection). */
+typedef struct t2_reinforce_loop {
+    int steps;
+    int batch;
+    int eval_every;        /* 0: only at the start and the end */
+    /* Fill rs[0..batch) with rollouts sampled under `current` and scored; their ids must stay valid until
+     * the next call. */
+    t2_status (*sample)(void *user, const t2_expert *current, t2_rollout *rs, int batch);
+    /* Validation score of `current` (higher is better, e.g. accuracy). */
+    t2_status (*validate)(void *user, const t2_expert *current, double *score);
+    /* Optional: after each step (val is NAN when not evaluated at this step). */
+    void (*progress)(void *user, int step, const t2_reinforce_stats *st, double val);
+    void *user;
+} t2_reinforce_loop;
+
+/* Run the loop. *best (caller frees with t2_expert_free) gets a copy of the best expert by validation
+ * (the initial one if training never beat it) and *best_score its score. */
+t2_status t2_reinforce_train(t2_model *m, t2_svf_policy *pol, t2_adam *adam, const t2_reinforce_params *p,
+                             const t2_reinforce_loop *loop, t2_expert **best, double *best_score);
+
 #ifdef __cplusplus
 }
 #endif
