@@ -341,14 +341,6 @@ static void free_tr(tr *t) {
     free(t->mm.xbf);
 }
 
-static void embed_row(const t2_model *m, int tok, float *out) {
-    const t2_weight *e = &m->embed;
-    size_t H = (size_t)e->cols, off = (size_t)tok * H;
-    if (e->dtype == T2_F32) memcpy(out, (const float *)e->data + off, H * sizeof(float));
-    else if (e->dtype == T2_BF16) m->kern->cvt_bf16((const uint16_t *)e->data + off, out, H);
-    else m->kern->cvt_f16((const uint16_t *)e->data + off, out, H);
-}
-
 /* Logits of the base model at the completion positions, by the inference forward. */
 static t2_status base_logits(t2_model *m, const t2_grad_request *rq, float *out) {
     t2_ctx_params cp = {.n_ctx = rq->n, .n_seq = 1, .n_batch = rq->n};
@@ -413,7 +405,7 @@ t2_status t2_logprob_grad(t2_model *m, const t2_grad_request *rq, double *logpro
     t2__rope_tables(c, T, t.cs, t.sn);
 
     /* ---- forward ---- */
-    for (int i = 0; i < T; i++) embed_row(m, rq->ids[i], x + (size_t)i * H);
+    for (int i = 0; i < T; i++) t2__embed_row(m, rq->ids[i], x + (size_t)i * H);
     for (int l = 0; l < L; l++) {
         const t2_layer *Ly = &m->layers[l];
         layer_acts *a = &t.la[l];

@@ -245,7 +245,7 @@ static t2_status check_batch(const t2_ctx *c, const t2_batch *b, int *n_out) {
     return T2_OK;
 }
 
-static void embed_row(const t2_model *m, int tok, float *out) {
+void t2__embed_row(const t2_model *m, int tok, float *out) {
     const t2_weight *e = &m->embed;
     size_t H = (size_t)e->cols, off = (size_t)tok * H;
     if (e->dtype == T2_F32) memcpy(out, (const float *)e->data + off, H * sizeof(float));
@@ -419,7 +419,7 @@ static t2_status decode(t2_ctx *c, const t2_batch *b, const t2_adapter *const *a
     /* the rows of one sequence may rewind it: its length becomes the batch's last position + 1 */
     for (int r = 0; r < R; r++) c->seq_len[b->seq[r]] = b->pos[r] + 1;
 
-    for (int r = 0; r < R; r++) embed_row(m, b->token[r], c->x + (size_t)r * H);
+    for (int r = 0; r < R; r++) t2__embed_row(m, b->token[r], c->x + (size_t)r * H);
 
     for (int l = 0; l < cfg->n_layers; l++) {
         const t2_layer *L = &m->layers[l];

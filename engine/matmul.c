@@ -51,6 +51,19 @@ static void gemv_path(const t2_mm *mm, float *out, size_t ldo, const float *x, s
     t2_pool_run(mm->pool, (w->rows + chunk - 1) / chunk, gemv_task, &j);
 }
 
+/* Rows per widened panel of a BF16/F16 weight. */
+static int panel_rows(const t2_mm *mm, int K) {
+    int P = (int)(mm->panel_elems / (size_t)K) & ~15;
+    return P < 16 ? 16 : P;
+}
+
+/* Widen rows [i0, i0 + np) of a BF16/F16 weight into mm->panel. */
+static void widen_panel(const t2_mm *mm, const t2_weight *w, int i0, int np) {
+    const uint16_t *src = (const uint16_t *)w->data + (size_t)i0 * (size_t)w->cols;
+    if (w->dtype == T2_BF16) mm->k->cvt_bf16(src, mm->panel, (size_t)np * (size_t)w->cols);
+    else mm->k->cvt_f16(src, mm->panel, (size_t)np * (size_t)w->cols);
+}
+
 static void gemm_path(const t2_mm *mm, float *out, size_t ldo, const float *x, size_t ldx, const t2_weight *w, int R) {
     int n = w->rows, K = w->cols;
     t2_pool_park(mm->pool);
@@ -58,13 +71,9 @@ static void gemm_path(const t2_mm *mm, float *out, size_t ldo, const float *x, s
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, n, K, 1.0f, x, (int)ldx, w->data, K, 0.0f, out, (int)ldo);
         return;
     }
-    int P = (int)(mm->panel_elems / (size_t)K) & ~15;
-    if (P < 16) P = 16;
-    for (int i0 = 0; i0 < n; i0 += P) {
+    for (int i0 = 0, P = panel_rows(mm, K); i0 < n; i0 += P) {
         int np = n - i0 < P ? n - i0 : P;
-        const uint16_t *src = (const uint16_t *)w->data + (size_t)i0 * (size_t)K;
-        if (w->dtype == T2_BF16) mm->k->cvt_bf16(src, mm->panel, (size_t)np * (size_t)K);
-        else mm->k->cvt_f16(src, mm->panel, (size_t)np * (size_t)K);
+        widen_panel(mm, w, i0, np);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, np, K, 1.0f, x, (int)ldx, mm->panel, K, 0.0f, out + i0,
                     (int)ldo);
     }
@@ -90,13 +99,9 @@ void t2_matmul_backward_input(const t2_mm *mm, float *dx, size_t ldx, const floa
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, n, 1.0f, dy, (int)ldy, w->data, K, 1.0f, dx, (int)ldx);
         return;
     }
-    int P = (int)(mm->panel_elems / (size_t)K) & ~15;
-    if (P < 16) P = 16;
-    for (int i0 = 0; i0 < n; i0 += P) {
+    for (int i0 = 0, P = panel_rows(mm, K); i0 < n; i0 += P) {
         int np = n - i0 < P ? n - i0 : P;
-        const uint16_t *src = (const uint16_t *)w->data + (size_t)i0 * (size_t)K;
-        if (w->dtype == T2_BF16) mm->k->cvt_bf16(src, mm->panel, (size_t)np * (size_t)K);
-        else mm->k->cvt_f16(src, mm->panel, (size_t)np * (size_t)K);
+        widen_panel(mm, w, i0, np);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, np, 1.0f, dy + i0, (int)ldy, mm->panel, K, 1.0f, dx,
                     (int)ldx);
     }
