@@ -249,27 +249,52 @@ static int probs(const tr *t, const layer_acts *a, int h, int row, float *p) {
     return lo;
 }
 
-static void attention(tr *t, layer_acts *a, float *p) {
+/* Attention forward and backward run over the pool, one task per KV head: a task owns the query heads
+ * of its group and the group's slices of dk and dv, so no two tasks write the same memory. */
+typedef struct att_job {
+    tr *t;
+    layer_acts *a;
+    const float *datt;
+    float *dq, *dk, *dv;
+    float *scratch;           /* [threads × 2T] probabilities and their gradients */
+} att_job;
+
+static void attention_task(void *arg, int g, int thread) {
+    att_job *j = arg;
+    tr *t = j->t;
     const t2_model_config *c = &t->m->cfg;
     int hd = t->hd, group = c->n_heads / c->n_kv_heads;
-    memset(a->att, 0, (size_t)t->T * t->qd * sizeof(float));
+    float *p = j->scratch + (size_t)thread * 2 * (size_t)t->T;
     for (int row = 0; row < t->T; row++)
-        for (int h = 0; h < c->n_heads; h++) {
-            int lo = probs(t, a, h, row, p), g = h / group;
-            float *o = a->att + (size_t)row * t->qd + (size_t)h * hd;
-            for (int j = lo; j <= row; j++) t->m->kern->axpy(p[j], a->v + (size_t)j * t->kvd + (size_t)g * hd, o, hd);
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            int lo = probs(t, j->a, h, row, p);
+            float *o = j->a->att + (size_t)row * t->qd + (size_t)h * hd;
+            memset(o, 0, (size_t)hd * sizeof *o);
+            for (int k = lo; k <= row; k++) t->m->kern->axpy(p[k], j->a->v + (size_t)k * t->kvd + (size_t)g * hd, o, hd);
         }
 }
 
-/* Given d(att) [T × qd], accumulate dq [T × qd], dk, dv [T × kvd] (before the rope backward). */
-static void attention_back(tr *t, const layer_acts *a, const float *datt, float *dq, float *dk, float *dv, float *p, float *dp) {
+static void attention(tr *t, layer_acts *a, float *scratch) {
+    att_job j = {.t = t, .a = a, .scratch = scratch};
+    t2_pool_run(t->m->pool, t->m->cfg.n_kv_heads, attention_task, &j);
+}
+
+/* Given d(att) [T × qd], accumulate dq [T × qd], dk, dv [T × kvd] (before the rope backward), for the
+ * query heads of KV head g. */
+static void attention_back_task(void *arg, int g, int thread) {
+    att_job *j = arg;
+    tr *t = j->t;
+    const layer_acts *a = j->a;
+    const float *datt = j->datt;
+    float *dq = j->dq, *dk = j->dk, *dv = j->dv;
+    float *p = j->scratch + (size_t)thread * 2 * (size_t)t->T, *dp = p + t->T;
     const t2_model_config *c = &t->m->cfg;
     int hd = t->hd, group = c->n_heads / c->n_kv_heads;
     float scale = 1.0f / sqrtf((float)hd);
     const t2_kernels *K = t->m->kern;
     for (int row = 0; row < t->T; row++)
-        for (int h = 0; h < c->n_heads; h++) {
-            int lo = probs(t, a, h, row, p), g = h / group;
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            int lo = probs(t, a, h, row, p);
             const float *dout = datt + (size_t)row * t->qd + (size_t)h * hd;
             double s = 0;
             for (int j = lo; j <= row; j++) {
@@ -285,6 +310,11 @@ static void attention_back(tr *t, const layer_acts *a, const float *datt, float 
                 K->axpy(ds, q, dk + (size_t)j * t->kvd + (size_t)g * hd, hd);
             }
         }
+}
+
+static void attention_back(tr *t, layer_acts *a, const float *datt, float *dq, float *dk, float *dv, float *scratch) {
+    att_job j = {.t = t, .a = a, .datt = datt, .dq = dq, .dk = dk, .dv = dv, .scratch = scratch};
+    t2_pool_run(t->m->pool, t->m->cfg.n_kv_heads, attention_back_task, &j);
 }
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -394,11 +424,11 @@ t2_status t2_logprob_grad(t2_model *m, const t2_grad_request *rq, double *logpro
     t2_weight_grads *g = rq->dw;
     float *x = malloc((size_t)T * H * sizeof *x), *dx = calloc((size_t)T * H, sizeof *dx);
     float *logits = malloc((size_t)n_out * V * sizeof *logits);
-    float *p = malloc((size_t)T * sizeof *p), *dp = malloc((size_t)T * sizeof *dp);
+    float *scratch = malloc((size_t)m->n_threads * 2 * (size_t)T * sizeof *scratch);
     float *dq = malloc((size_t)T * t.qd * sizeof *dq), *dk = malloc((size_t)T * t.kvd * sizeof *dk);
     float *dv = malloc((size_t)T * t.kvd * sizeof *dv), *da = malloc((size_t)T * (t.qd > F ? t.qd : F) * sizeof *da);
     float *dg = malloc((size_t)T * F * sizeof *dg), *du = malloc((size_t)T * F * sizeof *du);
-    if (!x || !dx || !logits || !p || !dp || !dq || !dk || !dv || !da || !dg || !du) {
+    if (!x || !dx || !logits || !scratch || !dq || !dk || !dv || !da || !dg || !du) {
         st = t2_set_error(T2_ERR_NOMEM, "logprob-grad: out of memory");
         goto out;
     }
@@ -418,7 +448,7 @@ t2_status t2_logprob_grad(t2_model *m, const t2_grad_request *rq, double *logpro
             t2__rope(a->q + (size_t)i * t.qd, c->n_heads, t.hd, t.cs + (size_t)i * half, t.sn + (size_t)i * half);
             t2__rope(a->k + (size_t)i * t.kvd, c->n_kv_heads, t.hd, t.cs + (size_t)i * half, t.sn + (size_t)i * half);
         }
-        attention(&t, a, p);
+        attention(&t, a, scratch);
         lin(&t, l, T2_KIND_O, a->att, t.tmp2, NULL);
         for (size_t i = 0; i < (size_t)T * H; i++) x[i] += t.tmp2[i];
         memcpy(a->x_mid, x, (size_t)T * H * sizeof *x);
@@ -520,7 +550,7 @@ t2_status t2_logprob_grad(t2_model *m, const t2_grad_request *rq, double *logpro
         memset(dq, 0, (size_t)T * t.qd * sizeof *dq);
         memset(dk, 0, (size_t)T * t.kvd * sizeof *dk);
         memset(dv, 0, (size_t)T * t.kvd * sizeof *dv);
-        attention_back(&t, a, da, dq, dk, dv, p, dp);
+        attention_back(&t, a, da, dq, dk, dv, scratch);
         for (int i = 0; i < T; i++) {
             rope_back(dq + (size_t)i * t.qd, c->n_heads, t.hd, t.cs + (size_t)i * half, t.sn + (size_t)i * half);
             rope_back(dk + (size_t)i * t.kvd, c->n_kv_heads, t.hd, t.cs + (size_t)i * half, t.sn + (size_t)i * half);
@@ -558,7 +588,7 @@ t2_status t2_logprob_grad(t2_model *m, const t2_grad_request *rq, double *logpro
         }
     }
 out:
-    free(x), free(dx), free(logits), free(p), free(dp), free(dq), free(dk), free(dv), free(da), free(dg), free(du);
+    free(x), free(dx), free(logits), free(scratch), free(dq), free(dk), free(dv), free(da), free(dg), free(du);
     free_tr(&t);
     return st;
 }
