@@ -11,22 +11,12 @@
 #include <t2/svf.h>
 #include <t2/train.h>
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *cache = NULL, *json = NULL;
@@ -87,8 +77,7 @@ int main(int argc, char **argv) {
         }
         if (k >= 0) times[k] = now() - t0;
     }
-    qsort(times, (size_t)steps, sizeof *times, cmp_d);
-    double ms = 1e3 * (steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]));
+    double ms = 1e3 * median(times, steps);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss = ru.ru_maxrss / 1024.0;

@@ -15,18 +15,12 @@
 #include <t2/model.h>
 #include <t2/svf.h>
 
+#include "bench_util.h"
 #include "kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void progress(void *user, int i, int n, const char *name, double secs, double err) {
     (void)user;

@@ -29,26 +29,24 @@ One line per check, then `P passed, F failed`.  Exit 0 iff nothing failed; exit 
 when torch is not available.
 """
 
-import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import harness  # noqa: E402 - after the path
+from harness import Failure, parse_json_output, tail  # noqa: E402
+
 try:
     import numpy as np
     import torch
     import t2ref
     import svf_ref
-    from check_vs_torch import parse_json_output
 except ImportError as e:  # pragma: no cover - depends on the machine
-    print("check_svf: SKIP: PyTorch reference unavailable (%s); run with /usr/bin/python3 "
-          "and Debian's python3-torch / python3-numpy installed" % e)
-    sys.exit(77)
+    harness.skip_without_torch("check_svf", e)
 
 REL_TOL = 1e-4          # logits, relative to max|ref logit|; also the greedy tie margin
 BF16_CACHE_TOL = 1e-2   # the default BF16 SVD cache (U, Vt rounded to BF16)
@@ -63,55 +61,6 @@ CASES = [
     ("qwen2-f32", "qwen2", "f32"),
     ("llama3-bf16", "llama3", "bf16"),
 ]
-
-
-class Failure(Exception):
-    pass
-
-
-class Result:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def report(self, status, what, detail):
-        if status == "PASS":
-            self.passed += 1
-        elif status == "FAIL":
-            self.failed += 1
-        print("%-4s %-52s %s" % (status, what, detail), flush=True)
-
-
-def tail(s, n=400):
-    s = s.strip().replace("\n", " | ")
-    return s if len(s) <= n else "..." + s[-n:]
-
-
-class Runner:
-    """Runs the t2 binary with T2_CACHE_DIR pointing into the work folder."""
-
-    def __init__(self, t2, workdir, timeout, verbose):
-        self.t2 = t2
-        self.timeout = timeout
-        self.verbose = verbose
-        self.env = dict(os.environ)
-        self.env["T2_CACHE_DIR"] = os.path.join(workdir, "cache")
-        self.calls = 0
-
-    def run(self, args):
-        t0 = time.time()
-        self.calls += 1
-        try:
-            p = subprocess.run([self.t2] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               timeout=self.timeout, universal_newlines=True, env=self.env)
-        except subprocess.TimeoutExpired:
-            return None, "", "timed out after %ss" % self.timeout, time.time() - t0
-        return p.returncode, p.stdout, p.stderr, time.time() - t0
-
-    def ok(self, args):
-        rc, out, err, _ = self.run(args)
-        if rc != 0:
-            raise Failure("t2 %s exited %s: %s" % (" ".join(args[:2]), rc, tail(err or out)))
-        return out, err
 
 
 class Model:
@@ -137,17 +86,7 @@ class Model:
         return [(n, self.svd.rank(n)) for n in svf_ref.adapted_names(self.cfg, modules)]
 
 
-class Checker:
-    def __init__(self, runner, res, workdir):
-        self.r = runner
-        self.res = res
-        self.workdir = workdir
-        self.n_file = 0
-
-    def path(self, stem, ext=".safetensors"):
-        self.n_file += 1
-        return os.path.join(self.workdir, "files", "%s-%d%s" % (stem, self.n_file, ext))
-
+class Checker(harness.Checker):
     # -- t2 invocations ---------------------------------------------------------------------
 
     def cache_args(self, m, modules, default_cache=False):
@@ -228,15 +167,6 @@ class Checker:
             detail += "; " + context()
         self.res.report("PASS" if ratio <= tol else "FAIL", what, detail)
         return ratio
-
-    def attempt(self, what, fn):
-        try:
-            return fn()
-        except Failure as e:
-            self.res.report("FAIL", what, str(e))
-        except Exception as e:  # noqa: BLE001 - a harness error is a failure, keep going
-            self.res.report("FAIL", what, "%s: %s" % (type(e).__name__, e))
-        return None
 
     # -- the checks -------------------------------------------------------------------------
 
@@ -419,27 +349,17 @@ class Checker:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--t2", required=True, help="path to the t2 binary")
-    ap.add_argument("--workdir", required=True, help="scratch directory for checkpoints, caches and outputs")
-    ap.add_argument("--only", default=None, help="run only checkpoints whose name contains this")
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per t2 invocation")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    a = ap.parse_args()
-
-    if not (os.path.isfile(a.t2) and os.access(a.t2, os.X_OK)):
-        print("check_svf: %s is not an executable file" % a.t2)
+    a = harness.parse_args(__doc__, "scratch directory for checkpoints, caches and outputs",
+                           "run only checkpoints whose name contains this")
+    t2 = harness.t2_binary("check_svf", a.t2)
+    if t2 is None:
         return 2
-    t2 = os.path.abspath(a.t2)
     workdir = os.path.abspath(a.workdir)
     torch.set_num_threads(1)
     t_start = time.time()
-    # fresh caches and files every run: a cache left by an older t2 must not hide a build bug
-    for sub in ("cache", "files"):
-        shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)
-    os.makedirs(os.path.join(workdir, "files"), exist_ok=True)
-    res = Result()
-    runner = Runner(t2, workdir, a.timeout, a.verbose)
+    harness.fresh_workdir(workdir)      # fresh caches and files every run
+    res = harness.Result(52)
+    runner = harness.Runner(t2, workdir, a.timeout)
     chk = Checker(runner, res, workdir)
     for ci, (name, family, dtype) in enumerate(CASES):
         if a.only and a.only not in name:
@@ -448,7 +368,7 @@ def main():
         chk.model_checks(m, seed=ci)
     if a.verbose:
         print("(%.1fs, %d t2 runs)" % (time.time() - t_start, runner.calls))
-    print("%d passed, %d failed" % (res.passed, res.failed))
+    print(res.summary())
     return 0 if res.failed == 0 else 1
 
 

@@ -22,24 +22,22 @@ One line per check, then `P passed, F failed[, S skipped]`.  Exit 0 iff nothing 
 skipped (the engine declaring a configuration unsupported).
 """
 
-import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import harness  # noqa: E402 - after the path
+from harness import parse_json_output, run_t2, tail  # noqa: E402
+
 try:
     import numpy as np
     import torch
     import t2ref
 except ImportError as e:  # pragma: no cover - depends on the machine
-    print("check_vs_torch: SKIP: PyTorch reference unavailable (%s); run with /usr/bin/python3 "
-          "and Debian's python3-torch / python3-numpy installed" % e)
-    sys.exit(77)
+    harness.skip_without_torch("check_vs_torch", e)
 
 REL_TOL = 1e-4        # logits: max|diff| <= REL_TOL * max|ref logit|; also the greedy tie margin
 LOGPROB_TOL = 1e-3    # absolute, per generated token
@@ -59,34 +57,12 @@ CASES = [
 ]
 
 
-class Result:
-    def __init__(self):
-        self.passed = self.failed = self.skipped = 0
-
-    def report(self, status, what, detail):
-        if status == "PASS":
-            self.passed += 1
-        elif status == "SKIP":
-            self.skipped += 1
-        else:
-            self.failed += 1
-        print("%-4s %-40s %s" % (status, what, detail), flush=True)
-
-
-def run_t2(t2, args, timeout):
-    """Run `t2 args...`; returns (returncode, stdout, stderr, seconds)."""
-    t0 = time.time()
-    try:
-        p = subprocess.run([t2] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=timeout, universal_newlines=True)
-    except subprocess.TimeoutExpired:
-        return None, "", "timed out after %ss" % timeout, time.time() - t0
-    return p.returncode, p.stdout, p.stderr, time.time() - t0
-
-
-def tail(s, n=400):
-    s = s.strip().replace("\n", " | ")
-    return s if len(s) <= n else "..." + s[-n:]
+def report_exit(res, what, rc, out, err):
+    """Report a t2 run that did not exit 0: SKIP for 77 (t2 declared the configuration unsupported),
+    else FAIL."""
+    if rc == 77:
+        return res.report("SKIP", what, "t2 declared it unsupported: " + tail(err or out))
+    return res.report("FAIL", what, "t2 exited %s: %s" % (rc, tail(err or out)))
 
 
 def check_logits(res, what, t2, model_dir, model, ids, out_path, timeout, verbose):
@@ -95,10 +71,8 @@ def check_logits(res, what, t2, model_dir, model, ids, out_path, timeout, verbos
         os.remove(out_path)
     args = ["model", "logits", "--model", model_dir, "--ids", ",".join(map(str, ids)), "--out", out_path]
     rc, out, err, secs = run_t2(t2, args, timeout)
-    if rc == 77:
-        return res.report("SKIP", what, "t2 declared it unsupported: " + tail(err or out))
     if rc != 0:
-        return res.report("FAIL", what, "t2 exited %s: %s" % (rc, tail(err or out)))
+        return report_exit(res, what, rc, out, err)
     try:
         got = np.load(out_path)
     except Exception as e:  # noqa: BLE001 - any unreadable output is a failure
@@ -120,27 +94,12 @@ def check_logits(res, what, t2, model_dir, model, ids, out_path, timeout, verbos
         res.report("FAIL", what, detail + " worst at position %d" % row)
 
 
-def parse_json_output(out):
-    out = out.strip()
-    try:
-        return json.loads(out)
-    except ValueError:
-        pass
-    for line in reversed(out.splitlines()):  # tolerate chatter before the object
-        line = line.strip()
-        if line.startswith("{"):
-            return json.loads(line)
-    raise ValueError("no JSON object in output")
-
-
 def check_generate(res, what, t2, model_dir, model, ids, timeout, verbose):
     args = ["model", "generate", "--model", model_dir, "--ids", ",".join(map(str, ids)),
             "--max-tokens", str(GEN_TOKENS), "--json"]
     rc, out, err, secs = run_t2(t2, args, timeout)
-    if rc == 77:
-        return res.report("SKIP", what, "t2 declared it unsupported: " + tail(err or out))
     if rc != 0:
-        return res.report("FAIL", what, "t2 exited %s: %s" % (rc, tail(err or out)))
+        return report_exit(res, what, rc, out, err)
     try:
         obj = parse_json_output(out)
         got = [int(t) for t in obj["ids"]]
@@ -201,21 +160,14 @@ def check_generate(res, what, t2, model_dir, model, ids, timeout, verbose):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--t2", required=True, help="path to the t2 binary")
-    ap.add_argument("--workdir", required=True, help="scratch directory for checkpoints and outputs")
-    ap.add_argument("--only", default=None, help="run only cases whose name contains this")
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per t2 invocation")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    a = ap.parse_args()
-
-    if not (os.path.isfile(a.t2) and os.access(a.t2, os.X_OK)):
-        print("check_vs_torch: %s is not an executable file" % a.t2)
+    a = harness.parse_args(__doc__, "scratch directory for checkpoints and outputs",
+                           "run only cases whose name contains this")
+    t2 = harness.t2_binary("check_vs_torch", a.t2)
+    if t2 is None:
         return 2
-    t2 = os.path.abspath(a.t2)
     torch.set_num_threads(1)
     t_start = time.time()
-    res = Result()
+    res = harness.Result(40)
     outdir = os.path.join(a.workdir, "out")
     os.makedirs(outdir, exist_ok=True)
     for ci, (name, family, dtype, shards) in enumerate(CASES):
@@ -235,10 +187,7 @@ def main():
                            a.timeout, a.verbose)
     if a.verbose:
         print("(%.1fs)" % (time.time() - t_start))
-    summary = "%d passed, %d failed" % (res.passed, res.failed)
-    if res.skipped:
-        summary += ", %d skipped" % res.skipped
-    print(summary)
+    print(res.summary())
     return 0 if res.failed == 0 else 1
 
 
