@@ -28,13 +28,15 @@ int t2_cmd_model_svd(int argc, char **argv) {
     cli_opts o;
     if (cli_init(&o, argc - 1, argv + 1)) return T2_EXIT_ERROR;
     const char *dir = cli_str(&o, "model"), *mods = cli_str(&o, "modules"), *cache = cli_str(&o, "cache"),
-               *dts = cli_str(&o, "dtype");
+               *dts = cli_str(&o, "dtype"), *prec = cli_str(&o, "precision");
     int rebuild = cli_flag(&o, "rebuild"), verify = cli_flag(&o, "verify");
     t2_modules modules = T2_MODULES_MLP;
     int dtype = -1, rc = T2_EXIT_OK;
     if (!dir) fprintf(stderr, "t2 model svd: --model DIR is required\n"), rc = T2_EXIT_USAGE;
     else if (mods && t2_modules_parse(mods, &modules)) fprintf(stderr, "t2: --modules: %s\n", t2_last_error()), rc = T2_EXIT_USAGE;
     else if (dts && strcmp(dts, "f32") && strcmp(dts, "bf16")) fprintf(stderr, "t2: --dtype must be f32 or bf16\n"), rc = T2_EXIT_USAGE;
+    else if (prec && strcmp(prec, "single") && strcmp(prec, "double"))
+        fprintf(stderr, "t2: --precision must be single or double\n"), rc = T2_EXIT_USAGE;
     else if (cli_done(&o, "model svd")) rc = T2_EXIT_USAGE;
     cli_free(&o);
     if (rc) return rc;
@@ -44,7 +46,7 @@ int t2_cmd_model_svd(int argc, char **argv) {
     if (!m) return fail("cannot load model", s);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    t2_svd *svd = svf_load_svd(m, modules, cache, dtype, rebuild, verify, 1, &s);
+    t2_svd *svd = svf_load_svd(m, modules, cache, dtype, prec && !strcmp(prec, "double"), rebuild, verify, 1, &s);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (!svd) {
         rc = fail("SVD cache", s);
@@ -166,7 +168,7 @@ int t2_cmd_expert_new(int argc, char **argv) {
     t2_status s;
     t2_model *m = load_model(dir, &s);
     if (!m) return fail("cannot load model", s);
-    t2_svd *svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, &s);
+    t2_svd *svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, 0, &s);
     t2_expert *e = NULL;
     if (!svd) rc = fail("SVD cache", s);
     else if (!(e = t2_expert_import(from, svd, &s))) rc = fail("cannot import z tensors", s);

@@ -20,14 +20,15 @@ static void note(void *user, const char *msg) {
     fprintf(stderr, "t2: %s\n", msg);
 }
 
-t2_svd *svf_load_svd(t2_model *m, t2_modules modules, const char *path, int dtype, int rebuild, int verify, int verbose,
-                     t2_status *err) {
+t2_svd *svf_load_svd(t2_model *m, t2_modules modules, const char *path, int dtype, int precision, int rebuild, int verify,
+                     int verbose, t2_status *err) {
     static int s_verbose;
     s_verbose = verbose;
     t2_svd_params p = t2_svd_default_params();
     p.modules = modules;
     p.path = path;
     p.dtype = dtype;
+    p.precision = precision;
     p.rebuild = rebuild;
     p.verify = verify;
     p.progress = progress;
@@ -50,7 +51,7 @@ int svf_select(cli_opts *o, t2_model *m, int need_svd, svf_sel *sel) {
         t2_status s;
         if (apply) fprintf(stderr, "t2: --apply needs --expert or --mix\n");
         else if (mods && t2_modules_parse(mods, &modules)) fprintf(stderr, "t2: --modules: %s\n", t2_last_error());
-        else if (!(sel->svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, &s))) return fail("SVD cache", s);
+        else if (!(sel->svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, 0, &s))) return fail("SVD cache", s);
         else return T2_EXIT_OK;
         return T2_EXIT_USAGE;
     }
@@ -105,7 +106,7 @@ int svf_select(cli_opts *o, t2_model *m, int need_svd, svf_sel *sel) {
             rc = fail("expert metadata", T2_ERR_FORMAT);
         t2_expert_free(e0);
     }
-    if (!rc && !(sel->svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, &s))) rc = fail("SVD cache", s);
+    if (!rc && !(sel->svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, 0, &s))) rc = fail("SVD cache", s);
     t2_expert **es = calloc((size_t)cap, sizeof *es);
     for (int j = 0; !rc && j < k; j++)
         if (!(es[j] = t2_expert_load(files[j], sel->svd, &s))) rc = fail("cannot load expert", s);

@@ -29,7 +29,7 @@ int svf_attach(const svf_sel *sel, t2_ctx *ctx);
 void svf_sel_free(svf_sel *sel);
 
 /* Load the SVD cache with progress lines on stderr (quiet: only notes). */
-t2_svd *svf_load_svd(t2_model *m, t2_modules modules, const char *path, int dtype, int rebuild, int verify, int verbose,
-                     t2_status *err);
+t2_svd *svf_load_svd(t2_model *m, t2_modules modules, const char *path, int dtype, int precision, int rebuild, int verify,
+                     int verbose, t2_status *err);
 
 #endif

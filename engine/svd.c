@@ -45,6 +45,7 @@ struct t2_svd {
     t2_model *model;
     t2_modules modules;
     t2_dtype dtype;
+    int precision;          /* 0 single (sgesdd), 1 double (dgesdd) */
     char *path;
     t2_st *st;
     int n;
@@ -228,6 +229,8 @@ static double recon_error(const float *W, const float *U, const float *s, const 
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+static const char *precision_name(int p) { return p ? "double" : "single"; }
+
 static void partial_path(const t2_svd *s, int i, char *buf, size_t cap) { snprintf(buf, cap, "%s.partial/%05d.safetensors", s->path, i); }
 
 /* Is partial file i complete and made for these weights? */
@@ -244,7 +247,8 @@ static int partial_ok(const t2_svd *s, int i, const char *fp) {
     int ok = mfp && !strcmp(mfp, fp) && nm && !strcmp(nm, M->name) && U && S && V && U->dtype == s->dtype &&
              V->dtype == s->dtype && S->dtype == T2_F32 && U->ndim == 2 && U->shape[0] == M->m && U->shape[1] == M->r &&
              V->ndim == 2 && V->shape[0] == M->r && V->shape[1] == M->n && S->ndim == 1 && S->shape[0] == M->r &&
-             t2_st_meta(f, "err");
+             t2_st_meta(f, "err") && !strcmp(t2_st_meta(f, "precision") ? t2_st_meta(f, "precision") : "single",
+                                             precision_name(s->precision));
     t2_st_free(f);
     return ok;
 }
@@ -265,8 +269,28 @@ static t2_status build_one(t2_svd *s, int i, const char *fp, double *err) {
     if (!st) {
         widen(M->w, W);
         memcpy(A, W, mn * sizeof *A);
-        lapack_int info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', m, n, A, n, S, U, r, Vt, n);
-        if (info) st = t2_set_error(T2_ERR_INTERNAL, "svd: LAPACKE_sgesdd failed on %s (info %d)", M->name, (int)info);
+        lapack_int info;
+        if (s->precision) {
+            /* double: the same decomposition with 52-bit mantissas, rounded to f32 at the end */
+            double *Ad = malloc(mn * sizeof *Ad), *Ud = malloc((size_t)m * r * sizeof *Ud), *Sd = malloc((size_t)r * sizeof *Sd),
+                   *Vd = malloc((size_t)r * n * sizeof *Vd);
+            if (!Ad || !Ud || !Sd || !Vd) {
+                info = -1000;
+            } else {
+                for (size_t i = 0; i < mn; i++) Ad[i] = W[i];
+                info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', m, n, Ad, n, Sd, Ud, r, Vd, n);
+                for (size_t i = 0; !info && i < (size_t)m * r; i++) U[i] = (float)Ud[i];
+                for (int i = 0; !info && i < r; i++) S[i] = (float)Sd[i];
+                for (size_t i = 0; !info && i < (size_t)r * n; i++) Vt[i] = (float)Vd[i];
+            }
+            free(Ad), free(Ud), free(Sd), free(Vd);
+        } else {
+            info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', m, n, A, n, S, U, r, Vt, n);
+        }
+        if (info == -1000) st = t2_set_error(T2_ERR_NOMEM, "svd: out of memory for %s in double precision", M->name);
+        else if (info)
+            st = t2_set_error(T2_ERR_INTERNAL, "svd: LAPACKE_%cgesdd failed on %s (info %d)", s->precision ? 'd' : 's', M->name,
+                              (int)info);
     }
     if (!st) {
         round_to(s->dtype, U, (size_t)m * r, Ub);
@@ -280,7 +304,7 @@ static t2_status build_one(t2_svd *s, int i, const char *fp, double *err) {
             {.name = "S", .dtype = T2_F32, .ndim = 1, .shape = {r}, .data = S},
             {.name = "Vt", .dtype = s->dtype, .ndim = 2, .shape = {r, n}, .data = Vb ? (void *)Vb : (void *)Vt},
         };
-        const char *meta[] = {"fingerprint", fp, "name", M->name, "err", errs, NULL};
+        const char *meta[] = {"fingerprint", fp, "name", M->name, "err", errs, "precision", precision_name(s->precision), NULL};
         st = t2_st_write(p, t, 3, meta);
     }
     free(W);
@@ -335,7 +359,7 @@ static t2_status build(t2_svd *s, const t2_svd_params *p) {
     t2_tensor_info *t = calloc(3 * (size_t)s->n, sizeof *t);
     char (*names)[112] = calloc(3 * (size_t)s->n, sizeof *names);
     char (*errkeys)[112] = calloc((size_t)s->n, sizeof *errkeys);
-    const char **meta = calloc(12 + 2 * (size_t)s->n + 1, sizeof *meta);
+    const char **meta = calloc(14 + 2 * (size_t)s->n + 1, sizeof *meta);
     if (!parts || !t || !names || !errkeys || !meta) st = t2_set_error(T2_ERR_NOMEM, "svd: out of memory");
     for (int i = 0; i < s->n && !st; i++) {
         char pp[4200];
@@ -358,6 +382,7 @@ static t2_status build(t2_svd *s, const t2_svd_params *p) {
         meta[k++] = "modules", meta[k++] = t2_modules_name(s->modules);
         meta[k++] = "dtype", meta[k++] = t2_dtype_name(s->dtype);
         meta[k++] = "model_type", meta[k++] = s->model->cfg.model_type;
+        meta[k++] = "precision", meta[k++] = precision_name(s->precision);
         for (int i = 0; i < s->n; i++) meta[k++] = errkeys[i], meta[k++] = t2_st_meta(parts[i], "err");
         meta[k] = NULL;
         st = t2_st_write(s->path, t, 3 * (size_t)s->n, meta);
@@ -394,6 +419,11 @@ static t2_status attach(t2_svd *s, const char *fp) {
         return t2_set_error(T2_ERR_VERSION, "%s: holds modules %s, %s wanted", s->path, mod ? mod : "?", t2_modules_name(s->modules));
     if (!dt || strcmp(dt, t2_dtype_name(s->dtype)))
         return t2_set_error(T2_ERR_VERSION, "%s: dtype %s, %s wanted", s->path, dt ? dt : "?", t2_dtype_name(s->dtype));
+    const char *prec = t2_st_meta(s->st, "precision");
+    int have = prec && !strcmp(prec, "double");
+    if (have < s->precision)
+        return t2_set_error(T2_ERR_VERSION, "%s: built in %s precision, double wanted", s->path, prec ? prec : "single");
+    s->precision = have;
     for (int i = 0; i < s->n; i++) {
         svd_mat *M = &s->mats[i];
         char nm[128];
@@ -463,6 +493,7 @@ t2_svd *t2_svd_load(t2_model *m, const t2_svd_params *pp, t2_status *err) {
     }
     s->model = m;
     s->modules = p.modules;
+    s->precision = p.precision ? 1 : 0;
     s->dtype = p.dtype < 0 ? t2_model_weight_dtype(m) : (t2_dtype)p.dtype;
     if (s->dtype == T2_F16) s->dtype = T2_F32; /* no F16 caches: F16 models get f32 factors */
     if (s->modules < T2_MODULES_MLP || s->modules > T2_MODULES_ALL || (s->dtype != T2_F32 && s->dtype != T2_BF16))
@@ -508,6 +539,7 @@ t2_svd *t2_svd_load(t2_model *m, const t2_svd_params *pp, t2_status *err) {
             st = T2_OK;
             /* a damaged file does not choose the dtype of its replacement: the model's, as asked */
             if (p.dtype < 0) s->dtype = t2_model_weight_dtype(m) == T2_BF16 ? T2_BF16 : T2_F32;
+            s->precision = p.precision ? 1 : 0;
         } else if (p.verify) {
             st = verify(s, &p);
             goto done;

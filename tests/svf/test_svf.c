@@ -581,6 +581,45 @@ START_TEST(test_cache_resume) {
 }
 END_TEST
 
+/* Double precision (dgesdd): a single-precision cache is rebuilt when double is asked for, a double one
+ * serves single requests, and it reconstructs the weights at least as well. */
+START_TEST(test_cache_precision) {
+    t2_model *m = load_model(g_llama);
+    char *dir = fresh_dir("prec"), *path = tu_join(dir, "svd.safetensors");
+    events ev;
+    t2_svd *single = svd_open(m, T2_MODULES_ALL, path, &ev);
+    double worst_single = 0;
+    for (int i = 0; i < t2_svd_count(single); i++)
+        if (t2_svd_error(single, i) > worst_single) worst_single = t2_svd_error(single, i);
+    t2_svd_free(single);
+    t2_svd_params p = t2_svd_default_params();
+    p.modules = T2_MODULES_ALL;
+    p.path = path;
+    p.precision = 1;
+    memset(&ev, 0, sizeof ev);
+    p.note = on_note, p.progress = on_progress, p.user = &ev;
+    t2_status st;
+    t2_svd *dbl = t2_svd_load(m, &p, &st);
+    ck_assert_msg(dbl, "%s", t2_last_error());
+    ck_assert_msg(strstr(ev.notes, "double wanted"), "no rebuild note: %s", ev.notes);
+    ck_assert_int_gt(ev.built, 0);
+    double worst_double = 0;
+    for (int i = 0; i < t2_svd_count(dbl); i++)
+        if (t2_svd_error(dbl, i) > worst_double) worst_double = t2_svd_error(dbl, i);
+    ck_assert_msg(worst_double <= worst_single * 1.01 + 1e-9, "double %g vs single %g", worst_double, worst_single);
+    t2_svd_free(dbl);
+    /* a single-precision request takes the double cache as it is */
+    t2_svd *again = svd_open(m, T2_MODULES_ALL, path, &ev);
+    ck_assert_int_eq(ev.built, 0);
+    ck_assert_str_eq(ev.notes, "");
+    t2_svd_free(again);
+    free(path);
+    tu_rm_rf(dir);
+    free(dir);
+    t2_model_free(m);
+}
+END_TEST
+
 START_TEST(test_cache_default_path) {
     t2_model *m = load_model(g_llama);
     char buf[4096];
@@ -1060,6 +1099,7 @@ static Suite *suite(void) {
     tcase_add_test(t, test_cache_corrupt_rebuilt);
     tcase_add_test(t, test_cache_resume);
     tcase_add_test(t, test_cache_default_path);
+    tcase_add_test(t, test_cache_precision);
     suite_add_tcase(s, t);
     t = tcase_create("experts");
     tcase_add_test(t, test_expert_errors);

@@ -16,7 +16,8 @@
  * Files (safetensors, readable from Python):
  *   SVD cache: tensors "<weight>.U" [m×r], "<weight>.S" [r] (F32), "<weight>.Vt" [r×n]; U and Vt in
  *   the cache dtype (the model's weight dtype unless asked otherwise). __metadata__: format
- *   "t2-svd-cache", version "1", modules, dtype, fingerprint (of the base weights), model_type.
+ *   "t2-svd-cache", version "1", modules, dtype, fingerprint (of the base weights), model_type,
+ *   precision ("single" or "double": the LAPACK routine's), err.<matrix> (reconstruction errors).
  *   Expert: tensors "<weight>.z" [r] F32; __metadata__: format "t2-expert", version "1",
  *   fingerprint, modules, label, trainer, settings (JSON), created (ISO 8601 UTC), metrics (JSON),
  *   plus any other string keys. */
@@ -62,6 +63,8 @@ typedef struct t2_svd_params {
     int dtype;                     /* t2_dtype of U and Vt (T2_F32 or T2_BF16); -1 = an existing cache's own,
                                       else the model's (F16 models get F32) */
     int rebuild;                   /* build even if a valid cache exists */
+    int precision;                 /* 0: LAPACKE sgesdd (float); 1: dgesdd (double), for matrices with close
+                                      singular values; a cache built at least this precisely is used */
     int verify;                    /* on load, recompute every matrix's reconstruction error */
     t2_svd_progress_fn progress;   /* optional */
     void (*note)(void *user, const char *msg);   /* optional: why a cache was rebuilt, resumes, ... */
