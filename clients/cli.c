@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include <t2/error.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -118,4 +120,35 @@ int cli_parse_ids(const char *s, const char *what, int32_t **ids, int *n) {
         return -1;
     }
     return 0;
+}
+
+int cli_fail(const char *what, t2_status s) {
+    fprintf(stderr, "t2: %s: %s: %s\n", what, t2_strerror(s), t2_last_error());
+    return T2_EXIT_ERROR;
+}
+
+t2_model *cli_load_model(const char *dir, int threads, int prefill_bf16, int *rc) {
+    t2_model_params mp = t2_model_default_params();
+    mp.path = dir;
+    mp.n_threads = threads;
+    mp.prefill_bf16 = prefill_bf16;
+    t2_status s;
+    t2_model *m = t2_model_load(&mp, &s);
+    if (!m) *rc = cli_fail("cannot load model", s);
+    return m;
+}
+
+t2_model *cli_open_model(cli_opts *o, int *rc) {
+    const char *dir = cli_str(o, "model");
+    long long threads = 0;
+    if (!dir) {
+        fprintf(stderr, "t2: --model DIR is required\n");
+        *rc = T2_EXIT_USAGE;
+        return NULL;
+    }
+    if (cli_int(o, "threads", 0, 1024, &threads)) {
+        *rc = T2_EXIT_USAGE;
+        return NULL;
+    }
+    return cli_load_model(dir, (int)threads, cli_flag(o, "prefill-bf16"), rc);
 }

@@ -15,40 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(const char *what, t2_status s) {
-    fprintf(stderr, "t2: %s: %s: %s\n", what, t2_strerror(s), t2_last_error());
-    return T2_EXIT_ERROR;
-}
-
-/* --model DIR [--threads N]: load or print why not. */
-static t2_model *open_model(cli_opts *o, int *rc) {
-    const char *dir = cli_str(o, "model");
-    long long threads = 0;
-    if (!dir) {
-        fprintf(stderr, "t2: --model DIR is required\n");
-        *rc = T2_EXIT_USAGE;
-        return NULL;
-    }
-    if (cli_int(o, "threads", 0, 1024, &threads)) {
-        *rc = T2_EXIT_USAGE;
-        return NULL;
-    }
-    t2_model_params mp = t2_model_default_params();
-    mp.path = dir;
-    mp.n_threads = (int)threads;
-    mp.prefill_bf16 = cli_flag(o, "prefill-bf16");
-    t2_status s;
-    t2_model *m = t2_model_load(&mp, &s);
-    if (!m) *rc = fail("cannot load model", s);
-    return m;
-}
-
 int t2_cmd_model_info(int argc, char **argv) {
     cli_opts o;
     int rc = T2_EXIT_OK;
     if (cli_init(&o, argc - 1, argv + 1)) return T2_EXIT_ERROR;
     int json = cli_flag(&o, "json");
-    t2_model *m = open_model(&o, &rc);
+    t2_model *m = cli_open_model(&o, &rc);
     if (m && cli_done(&o, "model info")) rc = T2_EXIT_USAGE;
     if (m && !rc) {
         const t2_model_config *c = t2_model_get_config(m);
@@ -92,7 +64,7 @@ int t2_cmd_model_logits(int argc, char **argv) {
     int rc = T2_EXIT_OK;
     if (cli_init(&o, argc - 1, argv + 1)) return T2_EXIT_ERROR;
     const char *ids_s = cli_str(&o, "ids"), *out = cli_str(&o, "out");
-    t2_model *m = open_model(&o, &rc);
+    t2_model *m = cli_open_model(&o, &rc);
     svf_sel sel = {0};
     int32_t *ids = NULL;
     int n = 0;
@@ -113,14 +85,14 @@ int t2_cmd_model_logits(int argc, char **argv) {
         int32_t *pos = malloc((size_t)n * sizeof *pos), *seq = calloc((size_t)n, sizeof *seq);
         uint8_t *want = malloc((size_t)n);
         const t2_adapter **ad = malloc((size_t)n * sizeof *ad);
-        if (!ctx) rc = fail("cannot create context", s);
-        else if (!logits || !pos || !seq || !want || !ad) rc = fail("logits", T2_ERR_NOMEM);
+        if (!ctx) rc = cli_fail("cannot create context", s);
+        else if (!logits || !pos || !seq || !want || !ad) rc = cli_fail("logits", T2_ERR_NOMEM);
         else if (!(rc = svf_attach(&sel, ctx))) {
             for (int i = 0; i < n; i++) pos[i] = i, want[i] = 1, ad[i] = sel.adapter;
             t2_batch b = {.n = n, .token = ids, .pos = pos, .seq = seq, .want = want};
             int64_t shape[2] = {n, c->vocab_size};
-            if ((s = t2_ctx_decode_adapted(ctx, &b, sel.adapter ? ad : NULL, logits))) rc = fail("forward", s);
-            else if ((s = t2_npy_write_f32(out, logits, shape, 2))) rc = fail("cannot write logits", s);
+            if ((s = t2_ctx_decode_adapted(ctx, &b, sel.adapter ? ad : NULL, logits))) rc = cli_fail("forward", s);
+            else if ((s = t2_npy_write_f32(out, logits, shape, 2))) rc = cli_fail("cannot write logits", s);
         }
         free(logits);
         free(pos);
@@ -198,19 +170,19 @@ static int on_token_text(void *user, int token, float logprob) {
 static int text_prompt(const char *dir, const char *prompt, const char *user, const char *system, const char *tmpl_spec,
                        text_mode *tm, int32_t **ids, int *n) {
     t2_status s;
-    if (!(tm->tok = t2_tokenizer_load(dir, &s))) return fail("cannot load tokenizer", s);
+    if (!(tm->tok = t2_tokenizer_load(dir, &s))) return cli_fail("cannot load tokenizer", s);
     size_t nn = 0;
     if (prompt) {
         s = t2_tokenizer_encode(tm->tok, prompt, strlen(prompt), 1, ids, &nn);
     } else {
-        if (!(tm->tmpl = t2_chat_template_load(tmpl_spec ? tmpl_spec : "auto", tm->tok, &s))) return fail("chat template", s);
+        if (!(tm->tmpl = t2_chat_template_load(tmpl_spec ? tmpl_spec : "auto", tm->tok, &s))) return cli_fail("chat template", s);
         t2_chat_message msgs[2];
         size_t k = 0;
         if (system) msgs[k++] = (t2_chat_message){.role = "system", .content = system};
         msgs[k++] = (t2_chat_message){.role = "user", .content = user};
         s = t2_chat_encode(tm->tmpl, tm->tok, msgs, k, 1, ids, &nn);
     }
-    if (s) return fail("cannot encode the prompt", s);
+    if (s) return cli_fail("cannot encode the prompt", s);
     if (nn == 0) {
         fprintf(stderr, "t2 model generate: the prompt encodes to no tokens\n");
         return T2_EXIT_USAGE;
@@ -224,7 +196,7 @@ static int print_text(const text_mode *tm, const t2_generation *g, int json) {
     char *text = NULL;
     size_t len = 0;
     t2_status s = t2_tokenizer_decode(tm->tok, g->tokens, (size_t)g->n, T2_DECODE_SKIP_SPECIAL, &text, &len);
-    if (s) return fail("cannot decode", s);
+    if (s) return cli_fail("cannot decode", s);
     if (tm->hit_stop) {
         char *at = strstr(text, tm->stop_text);
         if (at) *at = 0, len = (size_t)(at - text);
@@ -257,7 +229,7 @@ int t2_cmd_model_generate(int argc, char **argv) {
     int bad = cli_int(&o, "max-tokens", 0, 1 << 20, &max_tokens) || cli_int(&o, "seed", 0, INT64_MAX, &seed) ||
               cli_int(&o, "top-k", 0, 1 << 24, &top_k) || cli_int(&o, "n-ctx", 0, 1 << 24, &n_ctx) ||
               cli_float(&o, "temperature", 0, 100, &temp) || cli_float(&o, "top-p", 1e-6, 1, &top_p);
-    t2_model *m = bad ? NULL : open_model(&o, &rc);
+    t2_model *m = bad ? NULL : cli_open_model(&o, &rc);
     if (bad) rc = T2_EXIT_USAGE;
     int32_t *ids = NULL, **stops = NULL;
     int n = 0, n_stops = 0, *stop_lens = NULL;
@@ -305,9 +277,9 @@ int t2_cmd_model_generate(int argc, char **argv) {
         t2_generate_params gp = {.max_tokens = (int)max_tokens, .stop_at_eos = stop_eos,
                                  .stops = (const int32_t *const *)stops, .stop_lens = stop_lens, .n_stops = n_stops,
                                  .adapter = sel.adapter, .on_token = text ? on_token_text : NULL, .user = &tm};
-        if (!ctx || !smp) rc = fail("cannot set up generation", s);
+        if (!ctx || !smp) rc = cli_fail("cannot set up generation", s);
         else if ((rc = svf_attach(&sel, ctx))) { /* message printed */
-        } else if ((s = t2_generate(ctx, 0, ids, n, smp, &gp, &g))) rc = fail("generate", s);
+        } else if ((s = t2_generate(ctx, 0, ids, n, smp, &gp, &g))) rc = cli_fail("generate", s);
         else if (json) {
             static const char *why[] = {"length", "eos", "stop", "stop", "context"};
             printf("{\"ids\": [");

@@ -13,17 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-static int fail(const char *what, t2_status s) {
-    fprintf(stderr, "t2: %s: %s: %s\n", what, t2_strerror(s), t2_last_error());
-    return T2_EXIT_ERROR;
-}
-
-static t2_model *load_model(const char *dir, t2_status *s) {
-    t2_model_params mp = t2_model_default_params();
-    mp.path = dir;
-    return t2_model_load(&mp, s);
-}
-
 int t2_cmd_model_svd(int argc, char **argv) {
     cli_opts o;
     if (cli_init(&o, argc - 1, argv + 1)) return T2_EXIT_ERROR;
@@ -42,14 +31,14 @@ int t2_cmd_model_svd(int argc, char **argv) {
     if (rc) return rc;
     if (dts) dtype = !strcmp(dts, "f32") ? T2_F32 : T2_BF16;
     t2_status s;
-    t2_model *m = load_model(dir, &s);
-    if (!m) return fail("cannot load model", s);
+    t2_model *m = cli_load_model(dir, 0, 0, &rc);
+    if (!m) return rc;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     t2_svd *svd = svf_load_svd(m, modules, cache, dtype, prec && !strcmp(prec, "double"), rebuild, verify, 1, &s);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (!svd) {
-        rc = fail("SVD cache", s);
+        rc = cli_fail("SVD cache", s);
     } else {
         double worst = 0;
         for (int i = 0; i < t2_svd_count(svd); i++)
@@ -77,7 +66,7 @@ int t2_cmd_expert_show(int argc, char **argv) {
     if (rc) return rc;
     t2_status s;
     t2_expert *e = t2_expert_load(file, NULL, &s);
-    if (!e) return fail("cannot load expert", s);
+    if (!e) return cli_fail("cannot load expert", s);
     size_t params = 0;
     for (int i = 0; i < t2_expert_count(e); i++) params += (size_t)t2_expert_len(e, i);
     if (json) {
@@ -139,10 +128,10 @@ int t2_cmd_expert_mix(int argc, char **argv) {
     t2_expert **es = calloc((size_t)k + 1, sizeof *es);
     t2_status s;
     for (int j = 0; !rc && j < k; j++)
-        if (!(es[j] = t2_expert_load(files[j], NULL, &s))) rc = fail("cannot load expert", s);
+        if (!(es[j] = t2_expert_load(files[j], NULL, &s))) rc = cli_fail("cannot load expert", s);
     t2_expert *mix = NULL;
-    if (!rc && !(mix = t2_expert_mix((const t2_expert *const *)es, alpha, k, per_matrix, &s))) rc = fail("mix", s);
-    if (!rc && (s = t2_expert_save(mix, out))) rc = fail("cannot write expert", s);
+    if (!rc && !(mix = t2_expert_mix((const t2_expert *const *)es, alpha, k, per_matrix, &s))) rc = cli_fail("mix", s);
+    if (!rc && (s = t2_expert_save(mix, out))) rc = cli_fail("cannot write expert", s);
     if (!rc) printf("wrote %s (%d experts mixed)\n", out, k);
     t2_expert_free(mix);
     for (int j = 0; j < k; j++) t2_expert_free(es[j]);
@@ -166,16 +155,16 @@ int t2_cmd_expert_new(int argc, char **argv) {
     cli_free(&o);
     if (rc) return rc;
     t2_status s;
-    t2_model *m = load_model(dir, &s);
-    if (!m) return fail("cannot load model", s);
+    t2_model *m = cli_load_model(dir, 0, 0, &rc);
+    if (!m) return rc;
     t2_svd *svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, 0, &s);
     t2_expert *e = NULL;
-    if (!svd) rc = fail("SVD cache", s);
-    else if (!(e = t2_expert_import(from, svd, &s))) rc = fail("cannot import z tensors", s);
+    if (!svd) rc = cli_fail("SVD cache", s);
+    else if (!(e = t2_expert_import(from, svd, &s))) rc = cli_fail("cannot import z tensors", s);
     else {
         if (label) t2_expert_set_meta(e, "label", label);
         t2_expert_set_meta(e, "trainer", "import");
-        if ((s = t2_expert_save(e, out))) rc = fail("cannot write expert", s);
+        if ((s = t2_expert_save(e, out))) rc = cli_fail("cannot write expert", s);
         else printf("wrote %s: %d z vectors for %s\n", out, t2_expert_count(e), dir);
     }
     t2_expert_free(e);

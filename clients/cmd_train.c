@@ -13,11 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(const char *what, t2_status s) {
-    fprintf(stderr, "t2: %s: %s: %s\n", what, t2_strerror(s), t2_last_error());
-    return T2_EXIT_ERROR;
-}
-
 /* dz' [Σ ranks] → the tensors "<matrix>.z". */
 static t2_status write_dz(const char *out, const t2_svd *svd, const float *dz, const char *const *meta) {
     int n = t2_svd_count(svd);
@@ -58,11 +53,7 @@ int t2_cmd_model_logprob_grad(int argc, char **argv) {
     int32_t *ids = NULL;
     int n = 0;
     if (!rc && cli_parse_ids(ids_s, "--ids", &ids, &n)) rc = T2_EXIT_USAGE;
-    if (!rc) {
-        t2_model_params mp = t2_model_default_params();
-        mp.path = dir;
-        if (!(m = t2_model_load(&mp, &s))) rc = fail("cannot load model", s);
-    }
+    if (!rc) m = cli_load_model(dir, 0, 0, &rc);
     if (!rc) rc = svf_select(&o, m, strcmp(wrt, "weights") != 0, &sel);
     if (!rc && cli_done(&o, "model logprob-grad")) rc = T2_EXIT_USAGE;
     if (!rc && !strcmp(wrt, "alpha") && sel.n_parts < 1) {
@@ -86,19 +77,19 @@ int t2_cmd_model_logprob_grad(int argc, char **argv) {
         t2_grad_request rq = {.ids = ids, .n = n, .k0 = (int)k0, .weight = 1.0f, .svd = sel.svd, .adapter = sel.adapter,
                               .dz = dz, .dw = dw};
         char jbuf[64];
-        if (!dz && !dw) rc = fail("logprob-grad", s ? s : T2_ERR_NOMEM);
-        else if ((s = t2_logprob_grad(m, &rq, &J))) rc = fail("logprob-grad", s);
+        if (!dz && !dw) rc = cli_fail("logprob-grad", s ? s : T2_ERR_NOMEM);
+        else if ((s = t2_logprob_grad(m, &rq, &J))) rc = cli_fail("logprob-grad", s);
         snprintf(jbuf, sizeof jbuf, "%.9g", J);
         const char *meta[] = {"logprob", jbuf, "wrt", wrt, NULL};
         if (!rc && !strcmp(wrt, "z")) {
-            if ((s = write_dz(out, sel.svd, dz, meta))) rc = fail("cannot write gradients", s);
+            if ((s = write_dz(out, sel.svd, dz, meta))) rc = cli_fail("cannot write gradients", s);
         } else if (!rc && !strcmp(wrt, "alpha")) {
             /* z' = Σ αₖ zₖ  ⇒  ∂J/∂αₖ = Σ ∂J/∂z' ⊙ zₖ */
             float *da = calloc((size_t)sel.n_parts, sizeof *da);
             t2_tensor_info t = {.name = "alpha", .dtype = T2_F32, .ndim = 1, .shape = {sel.n_parts}, .data = da};
-            if (!da) rc = fail("logprob-grad", T2_ERR_NOMEM);
-            else if ((s = t2_expert_mix_grad((const t2_expert *const *)sel.parts, sel.n_parts, 0, dz, da))) rc = fail("alpha", s);
-            else if ((s = t2_st_write(out, &t, 1, meta))) rc = fail("cannot write gradients", s);
+            if (!da) rc = cli_fail("logprob-grad", T2_ERR_NOMEM);
+            else if ((s = t2_expert_mix_grad((const t2_expert *const *)sel.parts, sel.n_parts, 0, dz, da))) rc = cli_fail("alpha", s);
+            else if ((s = t2_st_write(out, &t, 1, meta))) rc = cli_fail("cannot write gradients", s);
             free(da);
         } else if (!rc) {
             int nt = t2_weight_grads_count(dw);
@@ -108,8 +99,8 @@ int t2_cmd_model_logprob_grad(int argc, char **argv) {
                 t[i].name = t2_weight_grads_name(dw, i, t[i].shape, &t[i].ndim);
                 t[i].data = t2_weight_grads_data(dw, i);
             }
-            if (!t) rc = fail("logprob-grad", T2_ERR_NOMEM);
-            else if ((s = t2_st_write(out, t, (size_t)nt, meta))) rc = fail("cannot write gradients", s);
+            if (!t) rc = cli_fail("logprob-grad", T2_ERR_NOMEM);
+            else if ((s = t2_st_write(out, t, (size_t)nt, meta))) rc = cli_fail("cannot write gradients", s);
             free(t);
         }
         if (!rc) printf("logprob %.9g (%d completion tokens); gradients with respect to %s written to %s\n", J, n - (int)k0,

@@ -37,11 +37,6 @@ t2_svd *svf_load_svd(t2_model *m, t2_modules modules, const char *path, int dtyp
     return t2_svd_load(m, &p, err);
 }
 
-static int fail(const char *what, t2_status s) {
-    fprintf(stderr, "t2: %s: %s: %s\n", what, t2_strerror(s), t2_last_error());
-    return T2_EXIT_ERROR;
-}
-
 int svf_select(cli_opts *o, t2_model *m, int need_svd, svf_sel *sel) {
     memset(sel, 0, sizeof *sel);
     const char *ex = cli_str(o, "expert"), *mix = cli_str(o, "mix"), *apply = cli_str(o, "apply");
@@ -51,7 +46,7 @@ int svf_select(cli_opts *o, t2_model *m, int need_svd, svf_sel *sel) {
         t2_status s;
         if (apply) fprintf(stderr, "t2: --apply needs --expert or --mix\n");
         else if (mods && t2_modules_parse(mods, &modules)) fprintf(stderr, "t2: --modules: %s\n", t2_last_error());
-        else if (!(sel->svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, 0, &s))) return fail("SVD cache", s);
+        else if (!(sel->svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, 0, &s))) return cli_fail("SVD cache", s);
         else return T2_EXIT_OK;
         return T2_EXIT_USAGE;
     }
@@ -101,21 +96,21 @@ int svf_select(cli_opts *o, t2_model *m, int need_svd, svf_sel *sel) {
     }
     if (!rc && !mods) { /* the first expert says which matrices it adapts */
         t2_expert *e0 = t2_expert_load(files[0], NULL, &s);
-        if (!e0) rc = fail("cannot load expert", s);
+        if (!e0) rc = cli_fail("cannot load expert", s);
         else if (t2_expert_meta(e0, "modules") && t2_modules_parse(t2_expert_meta(e0, "modules"), &modules))
-            rc = fail("expert metadata", T2_ERR_FORMAT);
+            rc = cli_fail("expert metadata", T2_ERR_FORMAT);
         t2_expert_free(e0);
     }
-    if (!rc && !(sel->svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, 0, &s))) rc = fail("SVD cache", s);
+    if (!rc && !(sel->svd = svf_load_svd(m, modules, cache, -1, 0, 0, 0, 0, &s))) rc = cli_fail("SVD cache", s);
     t2_expert **es = calloc((size_t)cap, sizeof *es);
     for (int j = 0; !rc && j < k; j++)
-        if (!(es[j] = t2_expert_load(files[j], sel->svd, &s))) rc = fail("cannot load expert", s);
+        if (!(es[j] = t2_expert_load(files[j], sel->svd, &s))) rc = cli_fail("cannot load expert", s);
     if (!rc) {
         sel->expert = mix ? t2_expert_mix((const t2_expert *const *)es, alpha, k, 0, &s) : es[0];
         if (!mix) es[0] = NULL;
-        if (!sel->expert) rc = fail("mix", s);
+        if (!sel->expert) rc = cli_fail("mix", s);
     }
-    if (!rc && !(sel->adapter = t2_adapter_new(sel->svd, sel->expert, mode, &s))) rc = fail("adapter", s);
+    if (!rc && !(sel->adapter = t2_adapter_new(sel->svd, sel->expert, mode, &s))) rc = cli_fail("adapter", s);
     if (!rc && mix) { /* keep the components: gradients with respect to α need them */
         sel->n_parts = k, sel->parts = es, sel->alpha = alpha;
         es = NULL, alpha = NULL;
@@ -134,7 +129,7 @@ int svf_select(cli_opts *o, t2_model *m, int need_svd, svf_sel *sel) {
 int svf_attach(const svf_sel *sel, t2_ctx *ctx) {
     if (!sel->svd) return T2_EXIT_OK;
     t2_status s = t2_ctx_set_svd(ctx, sel->svd, 0);
-    return s ? fail("SVD cache", s) : T2_EXIT_OK;
+    return s ? cli_fail("SVD cache", s) : T2_EXIT_OK;
 }
 
 void svf_sel_free(svf_sel *sel) {

@@ -386,9 +386,7 @@ static t2_status proj(t2_ctx *c, const t2_adapter *const *ad, int R, int layer, 
     for (int r = 0; r < R; r++)
         if (ad[r] && (t2_adapter_mode(ad[r]) == T2_APPLY_FACTORED || c->fallback[r])) c->grp[n++] = r;
     if (n) run_factored(c, ad, c->grp, n, R, mi, out, ldo, x, ldx);
-    if (bias)
-        for (int r = 0; r < R; r++)
-            for (int i = 0; i < w->rows; i++) out[(size_t)r * ldo + i] += bias[i];
+    if (bias) t2_add_bias(out, ldo, bias, R, w->rows);
     return T2_OK;
 }
 

@@ -83,11 +83,14 @@ void t2_matmul_forward(const t2_mm *mm, float *out, size_t ldo, const float *x, 
                        const float *bias, int R) {
     if (R < T2_GEMM_MIN_ROWS || mm->k->own_gemm || (w->dtype == T2_BF16 && mm->bf16_x1)) gemv_path(mm, out, ldo, x, ldx, w, R);
     else gemm_path(mm, out, ldo, x, ldx, w, R);
-    if (bias)
-        for (int r = 0; r < R; r++) {
-            float *o = out + (size_t)r * ldo;
-            for (int i = 0; i < w->rows; i++) o[i] += bias[i];
-        }
+    if (bias) t2_add_bias(out, ldo, bias, R, w->rows);
+}
+
+void t2_add_bias(float *out, size_t ldo, const float *bias, int R, int n) {
+    for (int r = 0; r < R; r++) {
+        float *o = out + (size_t)r * ldo;
+        for (int i = 0; i < n; i++) o[i] += bias[i];
+    }
 }
 
 /* Both backward products go through OpenBLAS (training runs them on whole sequences); BF16/F16

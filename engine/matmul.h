@@ -30,6 +30,9 @@ typedef struct t2_mm {
 void t2_matmul_forward(const t2_mm *mm, float *out, size_t ldo, const float *x, size_t ldx, const t2_weight *w,
                        const float *bias, int R);
 
+/* out[r][i] += bias[i] for R rows of n outputs (row stride ldo). */
+void t2_add_bias(float *out, size_t ldo, const float *bias, int R, int n);
+
 /* Backward of out = x · Wᵀ: dx[R × w->cols] += dy[R × w->rows] · W (row strides ldx, ldy). */
 void t2_matmul_backward_input(const t2_mm *mm, float *dx, size_t ldx, const float *dy, size_t ldy, const t2_weight *w, int R);
 /* Backward of out = x · Wᵀ: dW[w->rows × w->cols] += dyᵀ · x. */
