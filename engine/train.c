@@ -68,6 +68,20 @@ double t2_adam_step(t2_adam *a, float *params, const float *grad) {
     return norm;
 }
 
+size_t t2_adam_size(const t2_adam *a) { return a->n; }
+
+void t2_adam_get_state(const t2_adam *a, float *m, float *v, long *t) {
+    if (m) memcpy(m, a->m, a->n * sizeof *m);
+    if (v) memcpy(v, a->v, a->n * sizeof *v);
+    if (t) *t = a->t;
+}
+
+void t2_adam_set_state(t2_adam *a, const float *m, const float *v, long t) {
+    memcpy(a->m, m, a->n * sizeof *m);
+    memcpy(a->v, v, a->n * sizeof *v);
+    a->t = t;
+}
+
 /* ---------------- the SVF policy ---------------- */
 
 struct t2_svf_policy {
@@ -136,10 +150,46 @@ void t2_svf_policy_free(t2_svf_policy *pol) {
 
 const t2_expert *t2_svf_policy_expert(const t2_svf_policy *pol) { return pol->e; }
 
+size_t t2_svf_policy_size(const t2_svf_policy *pol) { return pol->n; }
+
+const float *t2_svf_policy_params(const t2_svf_policy *pol) { return pol->p; }
+
+void t2_svf_policy_set_params(t2_svf_policy *pol, const float *params) {
+    memcpy(pol->p, params, pol->n * sizeof *pol->p);
+    sync_z(pol);
+}
+
 /* ---------------- REINFORCE ---------------- */
 
 t2_reinforce_params t2_reinforce_default_params(void) {
     return (t2_reinforce_params){.adam = t2_adam_default_params(), .kl_coef = 0.0f, .normalize = 0, .reward_clip = 0.0f};
+}
+
+double t2_reinforce_advantages(const t2_rollout *rs, int B, const t2_reinforce_params *p, float *adv) {
+    double mean = 0, var = 0;
+    for (int i = 0; i < B; i++) mean += rs[i].reward;
+    mean /= B;
+    for (int i = 0; i < B; i++) var += (rs[i].reward - mean) * (rs[i].reward - mean);
+    double sd = sqrt(var / B);
+    for (int i = 0; i < B; i++) {
+        double a = p->normalize ? (rs[i].reward - mean) / (sd + 1e-6) : rs[i].reward;
+        if (p->reward_clip > 0) a = a > p->reward_clip ? p->reward_clip : a < -p->reward_clip ? -p->reward_clip : a;
+        adv[i] = (float)a;
+    }
+    return mean;
+}
+
+double t2_svf_policy_update(t2_svf_policy *pol, t2_adam *adam, float *dz) {
+    /* ascend the objective: Adam descends −∂/∂p, and ∂z/∂p = max_mult·σ(p)(1 − σ(p)) */
+    size_t o = 0;
+    for (int i = 0; i < t2_expert_count(pol->e); i++)
+        for (int j = 0; j < t2_expert_len(pol->e, i); j++, o++) {
+            float sg = 1.0f / (1.0f + expf(-pol->p[o]));
+            dz[o] = -dz[o] * pol->max_mult * sg * (1.0f - sg);
+        }
+    double gn = t2_adam_step(adam, pol->p, dz);
+    sync_z(pol);
+    return gn;
 }
 
 t2_status t2_reinforce_step(t2_model *m, t2_svf_policy *pol, t2_adam *adam, const t2_rollout *rs, int B,
@@ -157,17 +207,7 @@ t2_status t2_reinforce_step(t2_model *m, t2_svf_policy *pol, t2_adam *adam, cons
         t2_adapter_free(ad);
         return t2_set_error(T2_ERR_NOMEM, "reinforce: out of memory");
     }
-    /* advantages */
-    double mean = 0, var = 0;
-    for (int i = 0; i < B; i++) mean += rs[i].reward;
-    mean /= B;
-    for (int i = 0; i < B; i++) var += (rs[i].reward - mean) * (rs[i].reward - mean);
-    double sd = sqrt(var / B);
-    for (int i = 0; i < B; i++) {
-        double a = p->normalize ? (rs[i].reward - mean) / (sd + 1e-6) : rs[i].reward;
-        if (p->reward_clip > 0) a = a > p->reward_clip ? p->reward_clip : a < -p->reward_clip ? -p->reward_clip : a;
-        adv[i] = (float)a;
-    }
+    double mean = t2_reinforce_advantages(rs, B, p, adv);
     double lp_sum = 0, kl_sum = 0;
     long tokens = 0;
     st = T2_OK;
@@ -181,15 +221,7 @@ t2_status t2_reinforce_step(t2_model *m, t2_svf_policy *pol, t2_adam *adam, cons
         tokens += rs[i].n - rs[i].k0;
     }
     if (!st) {
-        /* ascend the objective: Adam descends −∂/∂p */
-        size_t o = 0;
-        for (int i = 0; i < t2_expert_count(pol->e); i++)
-            for (int j = 0; j < t2_expert_len(pol->e, i); j++, o++) {
-                float sg = 1.0f / (1.0f + expf(-pol->p[o]));
-                dz[o] = -dz[o] * pol->max_mult * sg * (1.0f - sg);
-            }
-        double gn = t2_adam_step(adam, pol->p, dz);
-        sync_z(pol);
+        double gn = t2_svf_policy_update(pol, adam, dz);
         if (stats) {
             stats->mean_reward = mean;
             stats->mean_logprob = tokens ? lp_sum / (double)tokens : 0;

@@ -130,6 +130,7 @@ int t2_expert_count(const t2_expert *e);
 const char *t2_expert_name(const t2_expert *e, int i);
 int t2_expert_len(const t2_expert *e, int i);
 /* z of matrix i, [len]. Writable: trainers update it in place. Borrowed, valid until t2_expert_free. */
+/* The z vectors of all matrices are one contiguous block in matrix order: t2_expert_z(e, 0) is its start. */
 float *t2_expert_z(t2_expert *e, int i);
 const float *t2_expert_zc(const t2_expert *e, int i);
 /* A metadata value, or NULL. Borrowed, valid until the key is set again or t2_expert_free. */

@@ -71,6 +71,11 @@ void t2_adam_free(t2_adam *a);
 /* One step that decreases the loss whose gradient is grad: clip grad to the global norm, then the
  * bias-corrected Adam update of params. Returns the gradient norm before clipping. */
 double t2_adam_step(t2_adam *a, float *params, const float *grad);
+/* The optimiser's state, for checkpoints: number of parameters, first and second moments ([n] each) and
+ * the step count. get copies out (any pointer may be NULL); set restores it. */
+size_t t2_adam_size(const t2_adam *a);
+void t2_adam_get_state(const t2_adam *a, float *m, float *v, long *t);
+void t2_adam_set_state(t2_adam *a, const float *m, const float *v, long t);
 
 /* ---------------- REINFORCE for SVF (paper §3.2) ---------------- */
 
@@ -83,6 +88,11 @@ t2_svf_policy *t2_svf_policy_new(const t2_svd *svd, const t2_expert *init, float
 void t2_svf_policy_free(t2_svf_policy *p);
 /* The current z as an expert (borrowed; rewritten by every step). */
 const t2_expert *t2_svf_policy_expert(const t2_svf_policy *p);
+/* The raw parameters p ([t2_svf_policy_size] floats, Σ ranks), for checkpoints. Borrowed, valid until the
+ * next step or set. set copies p in and recomputes z. */
+size_t t2_svf_policy_size(const t2_svf_policy *p);
+const float *t2_svf_policy_params(const t2_svf_policy *p);
+void t2_svf_policy_set_params(t2_svf_policy *p, const float *params);
 
 typedef struct t2_rollout {
     const int32_t *ids;    /* prompt + sampled completion */
@@ -113,6 +123,15 @@ typedef struct t2_reinforce_stats {
  * Σ ranks parameters). The policy's expert is updated. */
 t2_status t2_reinforce_step(t2_model *m, t2_svf_policy *pol, t2_adam *adam, const t2_rollout *rs, int B,
                             const t2_reinforce_params *p, t2_reinforce_stats *stats);
+
+/* The pieces of t2_reinforce_step, for callers that interleave its per-rollout gradients with other work
+ * (the daemon runs each rollout's t2_logprob_grad as its own work item):
+ * advantages: adv[i] from the rewards (normalised and clipped as p says); returns the mean reward.
+ * Then for each rollout t2_logprob_grad with weight adv[i]/B, kl_coef λ/B, the policy's adapter, into dz.
+ * update: dz (∂objective/∂z, [t2_svf_policy_size]) through z = max_mult·σ(p) into one Adam step on p
+ * (dz is overwritten); z is updated; returns the gradient norm before clipping. */
+double t2_reinforce_advantages(const t2_rollout *rs, int B, const t2_reinforce_params *p, float *adv);
+double t2_svf_policy_update(t2_svf_policy *pol, t2_adam *adam, float *dz);
 
 /* A training run: steps of REINFORCE on rollouts the caller samples and scores (generation and the
  * grader live outside the engine), evaluated on a validation split every eval_every steps; the expert
