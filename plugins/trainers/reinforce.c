@@ -1,0 +1,331 @@
+/* reinforce — the paper's SVF trainer (§3.2): REINFORCE on z with Adam, rewards from the job's grader.
+ *
+ * Each step samples `batch` training tasks, generates one answer per task under the current expert
+ * (temperature sampling), grades them (+1 correct, −1 wrong), and takes one REINFORCE step through the
+ * host (which runs it on the engine between inference batches). Every `eval_every` steps and at the end
+ * the expert answers the validation split greedily; the best expert by validation accuracy is kept and
+ * saved when training ends (the paper's model selection). A checkpoint after every step (policy, Adam
+ * state, best z, step) lets a restarted daemon resume the job exactly where it stopped.
+ *
+ * Settings (JSON object; all optional):
+ *   steps 50, batch 8, lr 2e-3, clip 1e-3, kl_coef 0, max_mult 2, normalize false, temperature 1.0,
+ *   max_tokens 256, eval_every 10, val_size 64, train_split "train", val_split "validation", seed 0 */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <t2/plugin.h>
+
+static const t2_host_api *api;
+
+typedef struct settings {
+    int steps, batch, max_tokens, eval_every, val_size, normalize;
+    double lr, clip, kl_coef, max_mult, temperature;
+    char train_split[32], val_split[32];
+} settings;
+
+typedef struct state {
+    settings s;
+    t2_job_spec job;
+    char *expert_name, *label, *grader, *settings_text;
+    t2_dataset *train, *val;
+    t2_policy *pol;
+    int64_t n_params;
+    float *best_z;           /* [n_params] the best expert by validation accuracy so far */
+    double best_acc;
+    int step;
+} state;
+
+static double num(json_t *o, const char *k, double def) {
+    json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : def;
+}
+
+static t2_status parse_settings(const char *text, settings *s, char *why, size_t cap) {
+    *s = (settings){.steps = 50, .batch = 8, .max_tokens = 256, .eval_every = 10, .val_size = 64, .lr = 2e-3, .clip = 1e-3,
+                    .kl_coef = 0, .max_mult = 2, .temperature = 1.0};
+    snprintf(s->train_split, sizeof s->train_split, "train");
+    snprintf(s->val_split, sizeof s->val_split, "validation");
+    json_error_t je;
+    json_t *o = json_loads(text && *text ? text : "{}", 0, &je);
+    if (!json_is_object(o)) {
+        snprintf(why, cap, "settings are not a JSON object: %s", je.text);
+        json_decref(o);
+        return T2_ERR_INVALID_ARG;
+    }
+    static const char *known[] = {"steps", "batch", "lr", "clip", "kl_coef", "max_mult", "normalize", "temperature", "max_tokens",
+                                  "eval_every", "val_size", "train_split", "val_split", "seed"};
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        size_t i = 0;
+        while (i < sizeof known / sizeof known[0] && strcmp(known[i], key)) i++;
+        if (i == sizeof known / sizeof known[0]) {
+            snprintf(why, cap, "unknown setting \"%s\"", key);
+            json_decref(o);
+            return T2_ERR_INVALID_ARG;
+        }
+    }
+    s->steps = (int)num(o, "steps", s->steps);
+    s->batch = (int)num(o, "batch", s->batch);
+    s->lr = num(o, "lr", s->lr);
+    s->clip = num(o, "clip", s->clip);
+    s->kl_coef = num(o, "kl_coef", s->kl_coef);
+    s->max_mult = num(o, "max_mult", s->max_mult);
+    s->normalize = json_is_true(json_object_get(o, "normalize"));
+    s->temperature = num(o, "temperature", s->temperature);
+    s->max_tokens = (int)num(o, "max_tokens", s->max_tokens);
+    s->eval_every = (int)num(o, "eval_every", s->eval_every);
+    s->val_size = (int)num(o, "val_size", s->val_size);
+    const char *ts = json_string_value(json_object_get(o, "train_split")), *vs = json_string_value(json_object_get(o, "val_split"));
+    if (ts) snprintf(s->train_split, sizeof s->train_split, "%s", ts);
+    if (vs) snprintf(s->val_split, sizeof s->val_split, "%s", vs);
+    json_decref(o);
+    if (s->steps < 1 || s->batch < 1 || s->batch > 1024 || !(s->lr > 0) || s->clip < 0 || s->kl_coef < 0 || !(s->max_mult > 1) ||
+        s->temperature < 0 || s->max_tokens < 1 || s->eval_every < 0 || s->val_size < 0) {
+        snprintf(why, cap, "settings out of range: need steps >= 1, 1 <= batch <= 1024, lr > 0, clip >= 0, kl_coef >= 0, max_mult > 1, "
+                           "temperature >= 0, max_tokens >= 1, eval_every >= 0, val_size >= 0");
+        return T2_ERR_INVALID_ARG;
+    }
+    return T2_OK;
+}
+
+static void state_free(state *st) {
+    if (!st) return;
+    if (st->train) api->dataset_close(st->train);
+    if (st->val) api->dataset_close(st->val);
+    api->policy_free(st->pol);
+    free(st->best_z);
+    free(st->expert_name);
+    free(st->label);
+    free(st->grader);
+    free(st->settings_text);
+    free(st);
+}
+
+/* Greedy accuracy of the current policy on the validation tasks. */
+static t2_status validate(state *st, t2_host *h, double *acc) {
+    size_t n = api->dataset_size(st->val);
+    if (st->s.val_size > 0 && (size_t)st->s.val_size < n) n = (size_t)st->s.val_size;
+    if (n == 0) {
+        *acc = NAN;
+        return T2_OK;
+    }
+    const char **prompts = calloc(n, sizeof *prompts);
+    const t2_hexpert **ex = calloc(n, sizeof *ex);
+    t2_gen_result *res = calloc(n, sizeof *res);
+    t2_status s = prompts && ex && res ? T2_OK : T2_ERR_NOMEM;
+    const t2_task *first = api->dataset_task(st->val, 0);
+    for (size_t i = 0; s == T2_OK && i < n; i++) {
+        prompts[i] = api->dataset_task(st->val, i)->prompt;
+        ex[i] = api->policy_expert(st->pol);
+    }
+    t2_gen_params gp = {.max_tokens = st->s.max_tokens, .temperature = 0, .top_p = 1, .chat = 1, .system = *first->system ? first->system : NULL};
+    if (s == T2_OK) s = api->generate(h, prompts, ex, (int)n, &gp, res);
+    size_t correct = 0;
+    for (size_t i = 0; s == T2_OK && i < n; i++) {
+        t2_verdict v;
+        if ((s = api->grade(h, *st->grader ? st->grader : NULL, api->dataset_task(st->val, i), res[i].text, &v)) == T2_OK) correct += v.correct != 0;
+    }
+    if (res)
+        for (size_t i = 0; i < n; i++) api->gen_result_clear(&res[i]);
+    free(prompts);
+    free(ex);
+    free(res);
+    *acc = (double)correct / (double)n;
+    return s;
+}
+
+/* checkpoint: "T2RF" v1, step, best_acc, n_params, best z, then the policy's own state */
+typedef struct ck_head {
+    char magic[4];
+    uint32_t version;
+    int64_t step;
+    double best_acc;
+    int64_t n_params;
+} ck_head;
+
+static t2_status save_checkpoint(state *st, t2_host *h) {
+    void *ps = NULL;
+    size_t pl = 0;
+    t2_status s = api->policy_state(st->pol, &ps, &pl);
+    if (s != T2_OK) return s;
+    size_t zb = (size_t)st->n_params * sizeof(float), len = sizeof(ck_head) + zb + pl;
+    char *b = malloc(len);
+    if (!b) {
+        api->free(ps);
+        return T2_ERR_NOMEM;
+    }
+    ck_head hd = {{'T', '2', 'R', 'F'}, 1, st->step, st->best_acc, st->n_params};
+    memcpy(b, &hd, sizeof hd);
+    memcpy(b + sizeof hd, st->best_z, zb);
+    memcpy(b + sizeof hd + zb, ps, pl);
+    api->free(ps);
+    s = api->checkpoint_save(h, b, len);
+    free(b);
+    return s;
+}
+
+static t2_status restore_checkpoint(state *st, const void *ck, size_t len, char *why, size_t cap) {
+    ck_head hd;
+    size_t zb = (size_t)st->n_params * sizeof(float);
+    if (len < sizeof hd) return snprintf(why, cap, "checkpoint truncated"), T2_ERR_FORMAT;
+    memcpy(&hd, ck, sizeof hd);
+    if (memcmp(hd.magic, "T2RF", 4) || hd.version != 1) return snprintf(why, cap, "not a reinforce checkpoint (v1)"), T2_ERR_VERSION;
+    if (hd.n_params != st->n_params || len < sizeof hd + zb) return snprintf(why, cap, "checkpoint is for another model"), T2_ERR_SHAPE;
+    memcpy(st->best_z, (const char *)ck + sizeof hd, zb);
+    st->step = (int)hd.step;
+    st->best_acc = hd.best_acc;
+    t2_status s = api->policy_restore(st->pol, (const char *)ck + sizeof hd + zb, len - sizeof hd - zb);
+    if (s != T2_OK) snprintf(why, cap, "policy state does not restore");
+    return s;
+}
+
+static t2_status start(t2_host *h, const t2_job_spec *job, const void *ck, size_t ck_len, void **out) {
+    state *st = calloc(1, sizeof *st);
+    char why[512] = "";
+    if (!st) return T2_ERR_NOMEM;
+    t2_status s = parse_settings(job->settings_json, &st->s, why, sizeof why);
+    st->expert_name = strdup(job->expert_name ? job->expert_name : "");
+    st->label = strdup(job->label ? job->label : "");
+    st->grader = strdup(job->grader ? job->grader : "");
+    st->settings_text = strdup(job->settings_json ? job->settings_json : "{}");
+    st->best_acc = -1;
+    if (s == T2_OK && (s = api->dataset_open(h, job->dataset, st->s.train_split, &st->train)) != T2_OK)
+        snprintf(why, sizeof why, "dataset %s, split %s cannot be opened", job->dataset, st->s.train_split);
+    if (s == T2_OK && api->dataset_size(st->train) == 0) {
+        s = T2_ERR_INVALID_ARG;
+        snprintf(why, sizeof why, "dataset %s has no %s tasks", job->dataset, st->s.train_split);
+    }
+    if (s == T2_OK && api->dataset_open(h, job->dataset, st->s.val_split, &st->val) != T2_OK) {
+        api->log(h, T2_LOG_WARN, "no %s split in %s: validating on the training split", st->s.val_split, job->dataset);
+        s = api->dataset_open(h, job->dataset, st->s.train_split, &st->val);
+    }
+    t2_reinforce_settings rs = {.lr = (float)st->s.lr, .clip = (float)st->s.clip, .kl_coef = (float)st->s.kl_coef,
+                                .max_mult = (float)st->s.max_mult, .normalize = st->s.normalize};
+    if (s == T2_OK && (s = api->policy_new(h, NULL, &rs, &st->pol)) != T2_OK) snprintf(why, sizeof why, "policy: cannot create it");
+    if (s == T2_OK) {
+        st->n_params = api->expert_n_params(api->policy_expert(st->pol));
+        st->best_z = malloc((size_t)st->n_params * sizeof *st->best_z);
+        if (!st->best_z) s = T2_ERR_NOMEM;
+        else memcpy(st->best_z, api->expert_z((t2_hexpert *)api->policy_expert(st->pol)), (size_t)st->n_params * sizeof *st->best_z);
+    }
+    if (s == T2_OK && ck && ck_len) {
+        if ((s = restore_checkpoint(st, ck, ck_len, why, sizeof why)) == T2_OK)
+            api->log(h, T2_LOG_INFO, "resumed at step %d (best validation accuracy %.3f)", st->step, st->best_acc);
+    }
+    if (s != T2_OK) {
+        if (why[0]) api->log(h, T2_LOG_ERROR, "reinforce: %s", why);
+        state_free(st);
+        return s;
+    }
+    api->log(h, T2_LOG_INFO, "reinforce: %d steps of %d rollouts, lr %g, clip %g, kl %g, %lld parameters, %zu training tasks", st->s.steps,
+             st->s.batch, st->s.lr, st->s.clip, st->s.kl_coef, (long long)st->n_params, api->dataset_size(st->train));
+    *out = st;
+    return T2_OK;
+}
+
+/* Keep z if its validation accuracy beats the best so far. */
+static t2_status evaluate(state *st, t2_host *h, double *acc) {
+    t2_status s = validate(st, h, acc);
+    if (s == T2_OK && !isnan(*acc) && *acc > st->best_acc) {
+        st->best_acc = *acc;
+        memcpy(st->best_z, api->expert_z((t2_hexpert *)api->policy_expert(st->pol)), (size_t)st->n_params * sizeof *st->best_z);
+    }
+    return s;
+}
+
+static t2_status finish(state *st, t2_host *h) {
+    t2_hexpert *e = NULL;
+    t2_status s = api->expert_new(h, st->label, &e);
+    if (s != T2_OK) return s;
+    memcpy(api->expert_z(e), st->best_z, (size_t)st->n_params * sizeof *st->best_z);
+    char meta[2048];
+    snprintf(meta, sizeof meta, "{\"trainer\": \"reinforce\", \"steps\": %d, \"validation_accuracy\": %.6f, \"settings\": %s}", st->s.steps,
+             st->best_acc, st->settings_text);
+    s = api->expert_save(h, e, st->expert_name, st->label, meta);
+    api->expert_free(e);
+    return s;
+}
+
+static t2_status step(void *p, t2_host *h, int *done) {
+    state *st = p;
+    *done = 0;
+    if (st->step == 0 && st->best_acc < 0) {   /* the starting point (z = 1, the base model) is a candidate too */
+        double acc;
+        t2_status s = evaluate(st, h, &acc);
+        if (s != T2_OK) return s;
+        t2_progress pr = {.step = 0, .total = st->s.steps, .reward = NAN, .accuracy = acc, .loss = NAN, .message = "base validation"};
+        api->progress(h, &pr);
+    }
+    if (st->step >= st->s.steps) {
+        *done = 1;
+        return finish(st, h);
+    }
+    int B = st->s.batch;
+    size_t n_train = api->dataset_size(st->train);
+    const char **prompts = calloc((size_t)B, sizeof *prompts);
+    const t2_hexpert **ex = calloc((size_t)B, sizeof *ex);
+    const t2_task **tasks = calloc((size_t)B, sizeof *tasks);
+    t2_gen_result *res = calloc((size_t)B, sizeof *res);
+    t2_rollout_in *ro = calloc((size_t)B, sizeof *ro);
+    t2_status s = prompts && ex && tasks && res && ro ? T2_OK : T2_ERR_NOMEM;
+    for (int i = 0; s == T2_OK && i < B; i++) {
+        tasks[i] = api->dataset_task(st->train, (size_t)(api->rand_u64(h) % n_train));
+        prompts[i] = tasks[i]->prompt;
+        ex[i] = api->policy_expert(st->pol);
+    }
+    t2_gen_params gp = {.max_tokens = st->s.max_tokens, .temperature = (float)st->s.temperature, .top_p = 1, .chat = 1,
+                        .system = s == T2_OK && *tasks[0]->system ? tasks[0]->system : NULL};
+    if (s == T2_OK) s = api->generate(h, prompts, ex, B, &gp, res);
+    double reward = 0;
+    for (int i = 0; s == T2_OK && i < B; i++) {
+        t2_verdict v;
+        if ((s = api->grade(h, *st->grader ? st->grader : NULL, tasks[i], res[i].text, &v)) != T2_OK) break;
+        ro[i] = (t2_rollout_in){.ids = res[i].ids, .n_ids = res[i].n_ids, .n_prompt = res[i].n_prompt, .reward = v.correct ? 1.0f : -1.0f};
+        reward += ro[i].reward;
+    }
+    /* a rollout that generated nothing carries no gradient: drop it */
+    int kept = 0;
+    for (int i = 0; s == T2_OK && i < B; i++)
+        if (ro[i].n_ids > ro[i].n_prompt) ro[kept++] = ro[i];
+    t2_step_stats ss = {0};
+    if (s == T2_OK && kept > 0) s = api->reinforce_step(h, st->pol, ro, kept, &ss);
+    for (int i = 0; res && i < B; i++) api->gen_result_clear(&res[i]);
+    free(prompts);
+    free(ex);
+    free(tasks);
+    free(res);
+    free(ro);
+    if (s != T2_OK) return s;
+    st->step++;
+    double acc = NAN;
+    if ((st->s.eval_every > 0 && st->step % st->s.eval_every == 0) || st->step == st->s.steps) {
+        if ((s = evaluate(st, h, &acc)) != T2_OK) return s;
+    }
+    t2_progress pr = {.step = st->step, .total = st->s.steps, .reward = reward / B, .accuracy = acc, .loss = NAN};
+    api->progress(h, &pr);
+    return save_checkpoint(st, h);
+}
+
+static void stop(void *p) { state_free(p); }
+
+static const t2_trainer_ops OPS = {.struct_size = sizeof(t2_trainer_ops), .start = start, .step = step, .stop = stop};
+
+static const t2_plugin PLUGIN = {
+    .abi_major = T2_ABI_MAJOR,
+    .abi_minor = T2_ABI_MINOR,
+    .struct_size = sizeof(t2_plugin),
+    .kind = T2_PLUGIN_TRAINER,
+    .name = "reinforce",
+    .version = "1.0",
+    .description = "SVF by REINFORCE (paper 3.2): rollouts graded by the job's grader, Adam on z, best expert by validation kept",
+    .ops = &OPS,
+};
+
+T2_PLUGIN_EXPORT const t2_plugin *t2_plugin_entry(const t2_host_api *host) {
+    if (!t2_host_api_compatible(host) || !T2_HAS_MEMBER(host, checkpoint_save)) return NULL;
+    api = host;
+    return &PLUGIN;
+}
