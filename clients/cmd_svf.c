@@ -1,4 +1,4 @@
-/* `t2 model svd` and `t2 expert show|mix|new`. */
+/* `t2 model svd` and `t2 model expert show|mix|new` (local expert files). */
 #include "cmd_svf.h"
 #include "cli.h"
 #include "svf_opts.h"
@@ -60,8 +60,8 @@ int t2_cmd_expert_show(int argc, char **argv) {
     const char *file = NULL;
     for (int i = 0; i < o.argc; i++)
         if (!o.used[i] && o.argv[i][0] != '-' && !file) file = o.argv[i], o.used[i] = 1;
-    int rc = !file ? (fprintf(stderr, "t2 expert show: FILE is required\n"), T2_EXIT_USAGE)
-                   : cli_done(&o, "expert show") ? T2_EXIT_USAGE : T2_EXIT_OK;
+    int rc = !file ? (fprintf(stderr, "t2 model expert show: FILE is required\n"), T2_EXIT_USAGE)
+                   : cli_done(&o, "model expert show") ? T2_EXIT_USAGE : T2_EXIT_OK;
     cli_free(&o);
     if (rc) return rc;
     t2_status s;
@@ -116,15 +116,15 @@ int t2_cmd_expert_mix(int argc, char **argv) {
         o.used[i] = 1;
         char *colon = strrchr(o.argv[i], ':'), *end;
         if (!colon || !colon[1] || (alpha[k] = strtof(colon + 1, &end), *end) || !isfinite(alpha[k])) {
-            fprintf(stderr, "t2 expert mix: \"%s\" is not FILE:WEIGHT\n", o.argv[i]);
+            fprintf(stderr, "t2 model expert mix: \"%s\" is not FILE:WEIGHT\n", o.argv[i]);
             rc = T2_EXIT_USAGE;
             break;
         }
         *colon = 0;
         files[k++] = o.argv[i];
     }
-    if (!rc && (!out || k < 1)) fprintf(stderr, "t2 expert mix: --out FILE and at least one FILE:WEIGHT are required\n"), rc = T2_EXIT_USAGE;
-    if (!rc && cli_done(&o, "expert mix")) rc = T2_EXIT_USAGE;
+    if (!rc && (!out || k < 1)) fprintf(stderr, "t2 model expert mix: --out FILE and at least one FILE:WEIGHT are required\n"), rc = T2_EXIT_USAGE;
+    if (!rc && cli_done(&o, "model expert mix")) rc = T2_EXIT_USAGE;
     t2_expert **es = calloc((size_t)k + 1, sizeof *es);
     t2_status s;
     for (int j = 0; !rc && j < k; j++)
@@ -149,9 +149,9 @@ int t2_cmd_expert_new(int argc, char **argv) {
                *label = cli_str(&o, "label"), *mods = cli_str(&o, "modules"), *cache = cli_str(&o, "svd-cache");
     t2_modules modules = T2_MODULES_MLP;
     int rc = T2_EXIT_OK;
-    if (!dir || !from || !out) fprintf(stderr, "t2 expert new: --model DIR --from Z.safetensors --out FILE are required\n"), rc = T2_EXIT_USAGE;
+    if (!dir || !from || !out) fprintf(stderr, "t2 model expert new: --model DIR --from Z.safetensors --out FILE are required\n"), rc = T2_EXIT_USAGE;
     else if (mods && t2_modules_parse(mods, &modules)) fprintf(stderr, "t2: --modules: %s\n", t2_last_error()), rc = T2_EXIT_USAGE;
-    else if (cli_done(&o, "expert new")) rc = T2_EXIT_USAGE;
+    else if (cli_done(&o, "model expert new")) rc = T2_EXIT_USAGE;
     cli_free(&o);
     if (rc) return rc;
     t2_status s;
@@ -171,4 +171,13 @@ int t2_cmd_expert_new(int argc, char **argv) {
     t2_svd_free(svd);
     t2_model_free(m);
     return rc;
+}
+
+int t2_cmd_model_expert(int argc, char **argv) {
+    static const struct { const char *name; int (*fn)(int, char **); } subs[] = {
+        {"show", t2_cmd_expert_show}, {"mix", t2_cmd_expert_mix}, {"new", t2_cmd_expert_new}};
+    for (size_t i = 0; argc >= 2 && i < sizeof subs / sizeof *subs; i++)
+        if (!strcmp(argv[1], subs[i].name)) return subs[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "t2 model expert: want show, mix or new (see t2 help)\n");
+    return T2_EXIT_USAGE;
 }

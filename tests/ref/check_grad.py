@@ -11,7 +11,7 @@ sequences per checkpoint, of 6 and 24 ids (24 > the sliding window), completion 
 Per checkpoint:
 
  1. --wrt z at z = 1 (no expert) for the modules mlp (the default, no --modules), attn and all;
- 2. --wrt z at a random expert (z uniform in [0.5, 1.5], written by `t2 expert new`) for mlp, attn
+ 2. --wrt z at a random expert (z uniform in [0.5, 1.5], written by `t2 model expert new`) for mlp, attn
     and all (modules from the expert; given again as --modules for all);
  3. a 2-expert mixture (modules all): --wrt alpha (dJ/dα) and --wrt z (dJ/dz' at z' = Σ αz);
  4. --wrt weights: dJ/dW for every tensor of the checkpoint (tied embeddings: one tensor for both).
@@ -22,7 +22,7 @@ Once: bad invocations (K = 0, K = n, --wrt alpha without --mix, --wrt weights wi
 refused with exit 1 or 2.
 Finite differences (llama3-f32 and mistral-f32, 24 ids, the random `all` expert, two coordinates:
 the largest |dJ/dz| of layer 0's gate_proj and of layer 1's v_proj): z ± 1e-2 written with
-`t2 expert new --from`, J from `t2 model logits --expert` — a check of the reference itself against
+`t2 model expert new --from`, J from `t2 model logits --expert` — a check of the reference itself against
 t2's forward (≤ 2e-3 relative; the f32 logits limit it to ~1e-4) — and the same difference quotient
 from the reference's own float64 J (step 1e-4, ≤ 1e-6 relative).
 
@@ -131,7 +131,7 @@ class Checker(harness.Checker):
         raw = self.path("z-%s" % label)
         svf_ref.write_z(raw, z)
         e = self.path("expert-%s" % label)
-        self.r.ok(["expert", "new", "--model", m.dir, "--from", raw, "--out", e, "--modules", modules,
+        self.r.ok(["model", "expert", "new", "--model", m.dir, "--from", raw, "--out", e, "--modules", modules,
                    "--label", label])
         return e
 
@@ -299,7 +299,7 @@ class Checker(harness.Checker):
 
     def finite_diff(self, m, ids, K, z, name):
         """dJ/dz_j of the largest |g| of matrix `name` at expert z: reference autograd against
-        (a) central differences of J from t2's logits with z_j ± FD_STEP written by `t2 expert new`,
+        (a) central differences of J from t2's logits with z_j ± FD_STEP written by `t2 model expert new`,
         (b) central differences of the reference's own float64 J."""
         _, g = m.ref(ids, K, "z", expert=z)
         gz = g[name + ".z"].numpy()
@@ -315,7 +315,7 @@ class Checker(harness.Checker):
             raw = self.path("z-fd")
             svf_ref.write_z(raw, zz)
             e = self.path("expert-fd")
-            self.r.ok(["expert", "new", "--model", m.dir, "--from", raw, "--out", e, "--modules", "all",
+            self.r.ok(["model", "expert", "new", "--model", m.dir, "--from", raw, "--out", e, "--modules", "all",
                        "--label", label])
             out = self.path("logits-fd", ".npy")
             args = ["model", "logits", "--model", m.dir, "--ids", ",".join(map(str, ids)), "--out", out,

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Check T2's SVF experts and mixtures (`t2 model logits|generate --expert/--mix`, `t2 expert new|mix`)
+"""Check T2's SVF experts and mixtures (`t2 model logits|generate --expert/--mix`, `t2 model expert new|mix`)
 against the PyTorch reference in svf_ref.py, which recomposes every adapted weight itself from the base
 weights (torch.linalg.svd in float64, independent of T2's SVD cache).
 
@@ -12,9 +12,9 @@ below and above the GEMM threshold of 16 rows):
  1. z = 1 reproduces the base logits with --apply factored and with --apply merged, and the two agree.
  2. a random expert (z uniform in [0.5, 1.5]), a mixture of 2 experts with α summing to 1 and a mixture
     of 3 with α summing to something else match the reference, factored and merged.
- 3. `t2 expert mix --out F E1:a E2:b E3:c` writes z' = Σ αz, and `--expert F` gives the same logits as
+ 3. `t2 model expert mix --out F E1:a E2:b E3:c` writes z' = Σ αz, and `--expert F` gives the same logits as
     `--mix E1:a,E2:b,E3:c`.
- 4. `t2 expert new` rejects a z file with a wrong tensor name or a wrong length (exit 1, the message
+ 4. `t2 model expert new` rejects a z file with a wrong tensor name or a wrong length (exit 1, the message
     names the tensor).
 Per checkpoint: greedy generation (16 tokens) with an expert (mlp, factored) and with a mixture (all,
 merged) matches the reference's greedy tokens (a differing step is an ambiguous tie, not a failure, if
@@ -135,11 +135,11 @@ class Checker(harness.Checker):
         raw = self.path("z-%s" % label)
         svf_ref.write_z(raw, z)
         e = self.path("expert-%s" % label)
-        self.r.ok(["expert", "new", "--model", m.dir, "--from", raw, "--out", e, "--modules", modules,
+        self.r.ok(["model", "expert", "new", "--model", m.dir, "--from", raw, "--out", e, "--modules", modules,
                    "--label", label])
         meta = svf_ref.read_meta(e)
         if meta.get("format") != "t2-expert" or meta.get("modules") != modules or meta.get("label") != label:
-            raise Failure("t2 expert new wrote metadata %s" % meta)
+            raise Failure("t2 model expert new wrote metadata %s" % meta)
         return e
 
     # -- comparisons ------------------------------------------------------------------------
@@ -244,10 +244,10 @@ class Checker(harness.Checker):
                     self.close("%s %s default BF16 cache" % (tag, label), list(zip(got, refs)),
                                info_only=BF16_CACHE_TOL)
 
-        # 3. t2 expert mix == --mix on the command line
+        # 3. t2 model expert mix == --mix on the command line
         def expert_mix():
             out = self.path("mixed")
-            self.r.ok(["expert", "mix", "--out", out] + ["%s:%s" % (files[k], a) for k, a in zip("ABC", a3)])
+            self.r.ok(["model", "expert", "mix", "--out", out] + ["%s:%s" % (files[k], a) for k, a in zip("ABC", a3)])
             zf = svf_ref.read_z(out)
             want = svf_ref.mix_z([(zs[k], float(a)) for k, a in zip("ABC", a3)])
             if set(zf) != set(want):
@@ -266,7 +266,7 @@ class Checker(harness.Checker):
 
         self.attempt("%s expert mix file = --mix" % tag, expert_mix)
 
-        # 4. t2 expert new rejects bad z files, naming the tensor
+        # 4. t2 model expert new rejects bad z files, naming the tensor
         name0, r0 = ranks[0]
         bad_name = name0.replace("_proj", "_prj") + ".z"
         z_bad_name = {(name0.replace("_proj", "_prj") if n == name0 else n): v for n, v in z1.items()}
@@ -276,7 +276,7 @@ class Checker(harness.Checker):
             def reject(z=z, needle=needle, label=label):
                 raw = self.path("z-bad")
                 svf_ref.write_z(raw, z)
-                rc, out, err, _ = self.r.run(["expert", "new", "--model", m.dir, "--from", raw, "--out",
+                rc, out, err, _ = self.r.run(["model", "expert", "new", "--model", m.dir, "--from", raw, "--out",
                                               self.path("bad-expert"), "--modules", modules])
                 if rc != 1 or needle not in err:
                     raise Failure("exit %s, message %r (want exit 1 naming %s)" % (rc, tail(err or out, 200), needle))

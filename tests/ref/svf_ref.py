@@ -81,7 +81,7 @@ def read_meta(path):
 
 
 def write_z(path, z, metadata=None):
-    """Write {weight name: tensor [r]} as "<weight>.z" F32 tensors (a raw z file for `t2 expert
+    """Write {weight name: tensor [r]} as "<weight>.z" F32 tensors (a raw z file for `t2 model expert
     new`, or with metadata an expert)."""
     entries = [t2ref.TensorEntry(name + ".z", [int(v.numel())], (lambda v=v: v.detach().float().reshape(-1)))
                for name, v in z.items()]
