@@ -102,8 +102,9 @@ int main(int argc, char **argv) {
     g.base_model = 1;
     rq.body_case = T2__REQUEST__BODY_GENERATE;
     rq.generate = &g;
-    size_t len;
-    uint8_t *valid = t2w_request_encode(&rq, &len);
+    size_t len, valid_len;
+    uint8_t *valid = t2w_request_encode(&rq, &valid_len);
+    len = valid_len;
 
     const char garbage[] = "\xff\xfe\x01 this is not protobuf \x00\x07";
     send_frames(bad, garbage, sizeof garbage, NULL, 0, 0);
@@ -111,7 +112,7 @@ int main(int argc, char **argv) {
     ping_ok(good, "garbage");
 
     int trunc_errors = 0, trunc_n = 0;
-    for (size_t k = 1; k < len; k++) {
+    for (size_t k = 1; k < valid_len; k++) {
         send_frames(bad, valid, k, NULL, 0, 0);
         T2__Reply *r = recv_reply(bad);
         trunc_n++;
@@ -179,7 +180,7 @@ int main(int argc, char **argv) {
     free(prompt);
     g.prompt = "hello there";
 
-    send_frames(bad, valid, len, valid, 4, 1);
+    send_frames(bad, valid, valid_len, valid, 4, 1);
     expect_error(bad, T2__ERROR_CODE__ERROR_BAD_REQUEST, "two payload frames");
     zmq_send(bad, valid, 3, 0);   /* no empty delimiter */
     expect_error(bad, T2__ERROR_CODE__ERROR_BAD_REQUEST, "missing delimiter");

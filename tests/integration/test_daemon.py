@@ -430,6 +430,16 @@ def main():
                     local.start()
     finally:
         local.stop()
+    # sanitizer builds: any report a daemon printed is a failure
+    for root, _, files in os.walk(ARGS.workdir):
+        for f in files:
+            if f == "t2d.stderr":
+                text = open(os.path.join(root, f), errors="replace").read()
+                for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                    if marker in text:
+                        FAILED.append("sanitizer")
+                        print(f"FAIL sanitizer      {os.path.join(root, f)}: {marker}\n{text[text.index(marker):][:1500]}")
+                        break
     print(f"{len(FAILED)} failed" if FAILED else "all passed")
     return 1 if FAILED else 0
 
