@@ -42,6 +42,7 @@ static const opt OPTS[] = {
     O("engine", "max_tokens", OPT_INT, max_tokens, "512", 1, 1 << 20),
     O("engine", "chat_template", OPT_STR, chat_template, "auto", 0, 0),
     O("engine", "prefill_bf16", OPT_BOOL, prefill_bf16, "false", 0, 1),
+    O("engine", "prefix_slots", OPT_INT, prefix_slots, "4", 0, 64),
     O("auth", "mode", OPT_STR, auth, "local", 0, 0),
     O("auth", "keys_dir", OPT_STR, keys_dir, "", 0, 0),
     O("auth", "server_key", OPT_STR, server_key, "", 0, 0),

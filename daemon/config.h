@@ -29,6 +29,7 @@ typedef struct t2d_config {
     int max_tokens;           /* default and largest max_tokens of a request */
     char *chat_template;      /* auto, a kind, or a file */
     int prefill_bf16;
+    int prefix_slots;         /* KV slots for shared prompt prefixes (dispatch system prompts) */
     /* [auth] */
     char *auth;               /* "local" (ipc:// guarded by file mode) or "curve" */
     char *keys_dir;           /* curve: <tenant>.pub client keys */

@@ -86,9 +86,10 @@ t2_status t2d_decide(t2d *d, const char *tenant, const t2d_route *r, t2d_decisio
             t2_dispatch_decision dd;
             memset(&dd, 0, sizeof dd);
             const t2_dispatch_ops *ops = pl->ops;
+            t2_clear_error();
             st = ops->decide(state, &h, &rq, &dd);
             if (st != T2_OK) {
-                snprintf(err, cap, "dispatch %s: %s", name, t2_last_error());
+                snprintf(err, cap, "dispatch %s: %s", name, t2d_host_error(&h, st));
                 d->api->expert_free(dd.expert);
             } else {
                 dd.label[sizeof dd.label - 1] = 0;

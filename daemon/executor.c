@@ -30,6 +30,7 @@ struct t2x_seq {
     t2x_stop stop;
     t2_status status;
     int slot, n_fed;
+    int store_prefix;           /* its prefix was not cached: keep it once computed */
     double t_submit, t_first, t_done;
     atomic_int cancel;
     pthread_mutex_t mu;
@@ -37,6 +38,13 @@ struct t2x_seq {
     int done;
     struct t2x_seq *next;
 };
+
+/* A cached prompt prefix: its KV lives in a slot of its own. */
+typedef struct prefix_entry {
+    int slot, len;              /* len 0: empty */
+    int32_t *tokens;            /* [len] */
+    uint64_t key, last_used;
+} prefix_entry;
 
 typedef struct work_item {
     t2x_work_fn fn;
@@ -74,6 +82,9 @@ struct t2x {
     int *row_pos;                        /* [max_logit_rows] the position of that row */
     float *logits;                       /* [max_logit_rows × vocab] */
 
+    prefix_entry *prefixes;              /* [prefix_slots] */
+    uint64_t prefix_clock;
+
     t2x_stats st;
     double t_start;
 };
@@ -86,7 +97,7 @@ static double now_s(void) {
 
 t2x_params t2x_default_params(void) {
     return (t2x_params){.n_threads = 0, .max_seqs = 32, .n_ctx = 0, .n_batch = 512, .max_logit_rows = 64,
-                        .modules = "mlp", .chat_template = "auto"};
+                        .modules = "mlp", .chat_template = "auto", .prefix_slots = 4};
 }
 
 /* ---------------- sequences ---------------- */
@@ -270,6 +281,35 @@ static void take_token(t2x *x, t2x_seq *s, const float *logits) {
     else if (s->p.n_prompt + s->n_out >= x->n_ctx) end(x, s, T2_OK, T2X_STOP_CONTEXT);
 }
 
+static prefix_entry *find_prefix(t2x *x, const t2x_seq *s) {
+    for (int k = 0; k < x->p.prefix_slots; k++) {
+        prefix_entry *e = &x->prefixes[k];
+        if (e->len == s->p.n_prefix && e->key == s->p.prefix_key && !memcmp(e->tokens, s->prompt, (size_t)e->len * sizeof *e->tokens))
+            return e;
+    }
+    return NULL;
+}
+
+/* Keep the computed prefix of s in the least recently used prefix slot. */
+static void keep_prefix(t2x *x, t2x_seq *s) {
+    s->store_prefix = 0;
+    if (find_prefix(x, s)) return;   /* another sequence stored it meanwhile */
+    prefix_entry *e = &x->prefixes[0];
+    for (int k = 1; k < x->p.prefix_slots; k++)
+        if (x->prefixes[k].last_used < e->last_used) e = &x->prefixes[k];
+    int32_t *t = realloc(e->tokens, (size_t)s->p.n_prefix * sizeof *t);
+    if (!t) return;
+    e->tokens = t;
+    if (t2_ctx_seq_copy(x->ctx, s->slot, e->slot, s->p.n_prefix) != T2_OK) {
+        e->len = 0;
+        return;
+    }
+    memcpy(e->tokens, s->prompt, (size_t)s->p.n_prefix * sizeof *t);
+    e->len = s->p.n_prefix;
+    e->key = s->p.prefix_key;
+    e->last_used = ++x->prefix_clock;
+}
+
 static void step(t2x *x) {
     int n = 0, nw = 0;
     int max_seqs = x->p.max_seqs;
@@ -332,6 +372,10 @@ static void step(t2x *x) {
         }
         return;
     }
+    for (int i = 0; i < max_seqs; i++) {
+        t2x_seq *s = x->active[i];
+        if (s && s->store_prefix && s->n_fed >= s->p.n_prefix) keep_prefix(x, s);
+    }
     /* A sequence's logits rows are in position order and it can only end at its last one, so no row
      * below refers to a sequence that already ended (and may have been freed). */
     for (int r = 0; r < nw; r++) {
@@ -347,17 +391,48 @@ static void step(t2x *x) {
     }
 }
 
+/* The waiting sequence to start next: the oldest of the group with the fewest running sequences.
+ * Unlinks it from the pending list. */
+static t2x_seq *next_pending(t2x *x) {
+    t2x_seq *best = NULL, *best_prev = NULL, *prev = NULL;
+    int best_running = 1 << 30;
+    for (t2x_seq *s = x->pend_head; s; prev = s, s = s->next) {
+        int running = 0;
+        for (int i = 0; i < x->p.max_seqs; i++) running += x->active[i] && x->active[i]->p.group == s->p.group;
+        if (running < best_running) {
+            best = s;
+            best_prev = prev;
+            best_running = running;
+            if (running == 0) break;
+        }
+    }
+    if (!best) return NULL;
+    if (best_prev) best_prev->next = best->next;
+    else x->pend_head = best->next;
+    if (x->pend_tail == best) x->pend_tail = best_prev;
+    x->n_pending--;
+    return best;
+}
+
 static void admit(t2x *x) {
     for (int i = 0; i < x->p.max_seqs && x->pend_head; i++) {
         if (x->active[i]) continue;
-        t2x_seq *s = x->pend_head;
-        x->pend_head = s->next;
-        if (!x->pend_head) x->pend_tail = NULL;
-        x->n_pending--;
+        t2x_seq *s = next_pending(x);
         t2_ctx_seq_clear(x->ctx, i);
         s->slot = i;
         x->active[i] = s;
         x->n_active++;
+        if (s->p.n_prefix > 0 && s->p.n_prefix < s->p.n_prompt && x->p.prefix_slots > 0) {
+            prefix_entry *e = find_prefix(x, s);
+            if (e && t2_ctx_seq_copy(x->ctx, e->slot, i, e->len) == T2_OK) {
+                s->n_fed = e->len;
+                e->last_used = ++x->prefix_clock;
+                x->st.prefix_hits++;
+                x->st.prefix_tokens_reused += (uint64_t)e->len;
+            } else {
+                s->store_prefix = 1;
+            }
+        }
     }
 }
 
@@ -454,7 +529,8 @@ t2x *t2x_new(const t2x_params *pp, t2_status *err) {
     x->n_ctx = p.n_ctx > 0 ? p.n_ctx : (cfg->max_position_embeddings > 0 && cfg->max_position_embeddings < 4096 ? cfg->max_position_embeddings : 4096);
     if (x->p.max_logit_rows > x->p.n_batch) x->p.max_logit_rows = x->p.n_batch;
     if (x->p.max_logit_rows < x->p.max_seqs) x->p.max_logit_rows = x->p.max_seqs;   /* every decode row fits */
-    t2_ctx_params cp = {.n_ctx = x->n_ctx, .n_seq = p.max_seqs, .n_batch = x->p.n_batch > x->p.max_seqs ? x->p.n_batch : x->p.max_seqs};
+    if (x->p.prefix_slots < 0) x->p.prefix_slots = 0;
+    t2_ctx_params cp = {.n_ctx = x->n_ctx, .n_seq = p.max_seqs + x->p.prefix_slots, .n_batch = x->p.n_batch > x->p.max_seqs ? x->p.n_batch : x->p.max_seqs};
     x->p.n_batch = cp.n_batch;
     if (!(x->ctx = t2_ctx_new(x->model, &cp, err))) goto fail;
     if ((*err = t2_ctx_set_svd(x->ctx, x->svd, 0)) != T2_OK) goto fail;
@@ -468,7 +544,9 @@ t2x *t2x_new(const t2x_params *pp, t2_status *err) {
     x->row_seq = malloc(nl * sizeof *x->row_seq);
     x->row_pos = malloc(nl * sizeof *x->row_pos);
     x->logits = malloc(nl * (size_t)x->vocab * sizeof *x->logits);
-    if (!x->active || !x->b_tok || !x->b_pos || !x->b_seq || !x->b_want || !x->b_ad || !x->row_seq || !x->row_pos || !x->logits) {
+    x->prefixes = calloc((size_t)(x->p.prefix_slots ? x->p.prefix_slots : 1), sizeof *x->prefixes);
+    for (int k = 0; x->prefixes && k < x->p.prefix_slots; k++) x->prefixes[k].slot = p.max_seqs + k;
+    if (!x->prefixes || !x->active || !x->b_tok || !x->b_pos || !x->b_seq || !x->b_want || !x->b_ad || !x->row_seq || !x->row_pos || !x->logits) {
         *err = t2_set_error(T2_ERR_NOMEM, "executor: out of memory for batches of %d rows", x->p.n_batch);
         goto fail;
     }
@@ -508,6 +586,8 @@ void t2x_free(t2x *x) {
     free(x->row_seq);
     free(x->row_pos);
     free(x->logits);
+    for (int k = 0; x->prefixes && k < x->p.prefix_slots; k++) free(x->prefixes[k].tokens);
+    free(x->prefixes);
     pthread_mutex_destroy(&x->mu);
     pthread_cond_destroy(&x->cv);
     free(x);

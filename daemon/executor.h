@@ -31,6 +31,7 @@ typedef struct t2x_params {
     const char *svd_path;      /* SVD cache file (NULL: the engine's default path) */
     int prefill_bf16;
     const char *chat_template; /* "auto", a kind name or a template file */
+    int prefix_slots;          /* KV slots kept for shared prompt prefixes (0: no prefix cache) */
 } t2x_params;
 
 t2x_params t2x_default_params(void);
@@ -64,6 +65,14 @@ typedef struct t2x_seq_params {
      * it short: it runs inside the batch loop. */
     int (*on_token)(void *user, int32_t token, float logprob);
     void *user;
+    /* Prefix cache: prompt[0..n_prefix) is shared by many requests (a dispatch system prompt). Its KV is
+     * computed once, kept in a prefix slot, and copied into later sequences with the same tokens and the
+     * same prefix_key (the identity of the weights it ran under: 0 for the base model). 0: no caching. */
+    int n_prefix;
+    uint64_t prefix_key;
+    /* Fairness group (the tenant): when slots are short, a free slot goes to the waiting sequence whose
+     * group has the fewest sequences running, so one tenant's burst cannot hold every slot. */
+    uint64_t group;
 } t2x_seq_params;
 
 /* Results of a finished sequence. */
@@ -95,6 +104,7 @@ t2_status t2x_run(t2x *x, t2x_work_fn fn, void *user);
 
 typedef struct t2x_stats {
     uint64_t batches, rows, tokens_generated, tokens_prompt, work_items;
+    uint64_t prefix_hits, prefix_tokens_reused;
     int active, pending;
     double busy_seconds, uptime_seconds;
 } t2x_stats;

@@ -70,6 +70,11 @@ static void h_log(t2_host *h, t2_log_level level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (h && level >= T2_LOG_WARN) {   /* kept (cut to fit) as the reason a failing call gives */
+        size_t n = strlen(msg) < sizeof h->last_error - 1 ? strlen(msg) : sizeof h->last_error - 1;
+        memcpy(h->last_error, msg, n);
+        h->last_error[n] = 0;
+    }
     if (h && h->job) {
         t2d_log(level, "tenant=%s job=%lld plugin: %s", h->tenant, (long long)h->job, msg);
         if (level >= T2_LOG_INFO) t2d_store_job_log(h->d->store, h->job, msg);
@@ -79,6 +84,13 @@ static void h_log(t2_host *h, t2_log_level level, const char *fmt, ...) {
 }
 
 static void h_free(void *p) { free(p); }
+
+const char *t2d_host_error(const t2_host *h, t2_status st) {
+    const char *e = t2_last_error();
+    if (e && *e) return e;
+    if (h && h->last_error[0]) return h->last_error;
+    return t2_strerror(st);
+}
 
 static int h_cancelled(t2_host *h) {
     if (atomic_load(&h->d->draining)) return 1;
@@ -244,6 +256,37 @@ static t2_status encode_prompt(t2d *d, const t2d_gen *g, int32_t **ids, size_t *
     return t2_chat_encode(t2x_template(d->x), t2x_tokenizer(d->x), msgs, k, 1, ids, n);
 }
 
+/* The identity of the weights a prefix ran under, for the executor's prefix cache: 0 for the base
+ * model, else a hash of the expert's z (FNV-1a over its bytes; experts are small). */
+static uint64_t weights_key(const t2_expert *e) {
+    if (!e) return 0;
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < t2_expert_count(e); i++) {
+        const unsigned char *b = (const unsigned char *)t2_expert_zc(e, i);
+        for (size_t k = 0; k < (size_t)t2_expert_len(e, i) * sizeof(float); k++) h = (h ^ b[k]) * 1099511628211ull;
+    }
+    return h | 1;
+}
+
+/* The executor's fairness group of a tenant: a hash of its name. */
+static uint64_t tenant_group(const char *tenant) {
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = tenant ? tenant : ""; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+/* Tokens of the system turn alone (chat, cache_system): the reusable prefix of the prompt ids, or 0. */
+static int system_prefix(t2d *d, const t2d_gen *g, const int32_t *ids, size_t n) {
+    if (!g->chat || !g->cache_system || g->messages || !g->system || !*g->system) return 0;
+    t2_chat_message sys = {.role = "system", .content = g->system};
+    int32_t *p = NULL;
+    size_t np = 0;
+    if (t2_chat_encode(t2x_template(d->x), t2x_tokenizer(d->x), &sys, 1, 0, &p, &np) != T2_OK) return 0;
+    int ok = np > 0 && np < n && !memcmp(p, ids, np * sizeof *p);
+    free(p);
+    return ok ? (int)np : 0;
+}
+
 /* The text of the tokens generated so far, special tokens dropped, cut at the first stop string. *hit is
  * set when a stop string was found. Caller frees. */
 static char *completion_text(t2d *d, const t2d_gen *g, const int32_t *toks, int n, int *hit) {
@@ -334,7 +377,9 @@ t2_status t2d_generate(t2d *d, t2d_gen *gens, int n, char *err, size_t cap) {
         }
         int maxt = g->max_tokens > 0 && g->max_tokens < d->cfg.max_tokens ? g->max_tokens : d->cfg.max_tokens;
         t2x_seq_params sp = {.prompt = ids, .n_prompt = (int)nid, .adapter = r->adapter, .sampling = g->sampling,
-                             .max_tokens = maxt, .stop_ids = stop_ids, .n_stop_ids = n_stop_ids, .on_token = on_token, .user = r};
+                             .max_tokens = maxt, .stop_ids = stop_ids, .n_stop_ids = n_stop_ids, .on_token = on_token, .user = r,
+                             .n_prefix = system_prefix(d, g, ids, nid), .prefix_key = weights_key(g->expert),
+                             .group = tenant_group(g->tenant)};
         if (!(r->seq = t2x_seq_new(&sp, &st))) {
             snprintf(err, cap, "%s", t2_last_error());
             break;
@@ -438,7 +483,7 @@ static t2_status h_generate(t2_host *h, const char *const *prompts, const t2_hex
         gens[i] = (t2d_gen){.prompt = prompts[i], .chat = p && p->chat, .system = p ? p->system : NULL,
                             .expert = experts && experts[i] ? experts[i]->e : NULL, .sampling = sampling_of(h, p),
                             .max_tokens = p ? p->max_tokens : 0, .stop = p ? p->stop : NULL, .n_stop = p ? p->n_stop : 0,
-                            .cancel = h->cancel};
+                            .cancel = h->cancel, .cache_system = p && p->cache_system, .tenant = h->tenant};
     }
     char err[512] = "";
     t2_status st = t2d_generate(h->d, gens, n, err, sizeof err);
@@ -467,37 +512,64 @@ static void h_gen_result_clear(t2_gen_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-static t2_status h_score(t2_host *h, const char *prompt, const char *completion, const t2_hexpert *e, int chat,
-                         const char *system, double *logprob, int *n_tokens) {
-    if (!prompt || !completion || !logprob) return t2_set_error(T2_ERR_INVALID_ARG, "score: need a prompt, a completion and an output");
-    t2d *d = h->d;
+/* Prompt ids (chat or raw) followed by the completion's ids; *ids malloc'd. */
+static t2_status encode_pair(t2d *d, const char *prompt, const char *system, int chat, const char *completion, int32_t **ids,
+                             size_t *n_ids, size_t *n_prompt) {
     t2d_gen g = {.prompt = prompt, .chat = chat, .system = system};
     int32_t *pids = NULL, *cids = NULL;
     size_t np = 0, nc = 0;
     t2_status st = encode_prompt(d, &g, &pids, &np);
-    if (st == T2_OK) st = t2_tokenizer_encode(t2x_tokenizer(d->x), completion, strlen(completion), 0, &cids, &nc);
+    if (st == T2_OK && completion && *completion)
+        st = t2_tokenizer_encode(t2x_tokenizer(d->x), completion, strlen(completion), 0, &cids, &nc);
     int32_t *all = NULL;
-    if (st == T2_OK && (np == 0 || nc == 0)) st = t2_set_error(T2_ERR_INVALID_ARG, "score: the prompt and the completion must not be empty");
-    if (st == T2_OK && !(all = malloc((np + nc) * sizeof *all))) st = t2_set_error(T2_ERR_NOMEM, "score: out of memory");
+    if (st == T2_OK && !(all = malloc((np + nc + 1) * sizeof *all))) st = t2_set_error(T2_ERR_NOMEM, "encode: out of memory");
+    if (st == T2_OK) {
+        if (np) memcpy(all, pids, np * sizeof *all);
+        if (nc) memcpy(all + np, cids, nc * sizeof *all);
+        *ids = all;
+        *n_ids = np + nc;
+        *n_prompt = np;
+    }
+    free(pids);
+    free(cids);
+    return st;
+}
+
+static t2_status h_encode(t2_host *h, const char *prompt, const char *system, int chat, const char *completion, int32_t **ids,
+                          int *n_ids, int *n_prompt) {
+    if (!prompt || !ids || !n_ids || !n_prompt) return t2_set_error(T2_ERR_INVALID_ARG, "encode: need a prompt and outputs");
+    size_t n = 0, np = 0;
+    t2_status st = encode_pair(h->d, prompt, system, chat, completion, ids, &n, &np);
+    if (st == T2_OK) {
+        *n_ids = (int)n;
+        *n_prompt = (int)np;
+    }
+    return st;
+}
+
+static t2_status h_score(t2_host *h, const char *prompt, const char *completion, const t2_hexpert *e, int chat,
+                         const char *system, double *logprob, int *n_tokens) {
+    if (!prompt || !completion || !logprob) return t2_set_error(T2_ERR_INVALID_ARG, "score: need a prompt, a completion and an output");
+    t2d *d = h->d;
+    int32_t *all = NULL;
+    size_t n = 0, np = 0;
+    t2_status st = encode_pair(d, prompt, system, chat, completion, &all, &n, &np);
+    if (st == T2_OK && (np == 0 || n == np)) st = t2_set_error(T2_ERR_INVALID_ARG, "score: the prompt and the completion must not be empty");
     t2_adapter *ad = NULL;
     if (st == T2_OK && e) ad = t2_adapter_new(t2x_svd(d->x), e->e, T2_APPLY_FACTORED, &st);
     t2x_seq *s = NULL;
     if (st == T2_OK) {
-        memcpy(all, pids, np * sizeof *all);
-        memcpy(all + np, cids, nc * sizeof *all);
-        t2x_seq_params sp = {.prompt = all, .n_prompt = (int)(np + nc), .adapter = ad, .score_from = (int)np};
+        t2x_seq_params sp = {.prompt = all, .n_prompt = (int)n, .adapter = ad, .score_from = (int)np};
         if ((s = t2x_seq_new(&sp, &st))) {
             t2x_submit(d->x, s);
             st = t2x_wait(s);
             *logprob = t2x_seq_logprob(s);
-            if (n_tokens) *n_tokens = (int)nc;
+            if (n_tokens) *n_tokens = (int)(n - np);
         }
     }
     t2x_seq_free(s);
     t2_adapter_free(ad);
     free(all);
-    free(pids);
-    free(cids);
     return st;
 }
 
@@ -754,6 +826,7 @@ static const t2_host_api API = {
     .logprob_grad = h_logprob_grad,
     .progress = h_progress,
     .checkpoint_save = h_checkpoint_save,
+    .encode = h_encode,
 };
 
 const t2_host_api *t2d_host_api(void) { return &API; }

@@ -90,10 +90,11 @@ static void run_train(runner *r, t2_host *h) {
     t2_job_spec spec = {.id = r->job.id, .expert_name = r->job.expert, .label = r->job.label, .dataset = r->job.dataset,
                         .grader = r->job.grader, .settings_json = *r->job.settings ? r->job.settings : "{}"};
     void *state = NULL;
+    t2_clear_error();
     t2_status st = ops->start(h, &spec, ck, ck_len, &state);
     free(ck);
     if (st != T2_OK) {
-        snprintf(why, sizeof why, "trainer %s could not start: %s", r->job.trainer, t2_last_error());
+        snprintf(why, sizeof why, "trainer %s could not start: %s", r->job.trainer, t2d_host_error(h, st));
         if (ops->stop) ops->stop(state);
         finish(r, st, why, NULL);
         return;
@@ -109,8 +110,9 @@ static void run_train(runner *r, t2_host *h) {
             st = T2_ERR_INTERNAL;
             break;
         }
+        t2_clear_error();
         if ((st = ops->step(state, h, &done)) != T2_OK) {
-            snprintf(why, sizeof why, "trainer %s: %s", r->job.trainer, t2_last_error());
+            snprintf(why, sizeof why, "trainer %s: %s", r->job.trainer, t2d_host_error(h, st));
             break;
         }
     }
@@ -199,7 +201,7 @@ static void run_eval(runner *r, t2_host *h) {
             first += dec[k].seconds;
             if (t2d_decision_params(&dec[k]) > params) params = t2d_decision_params(&dec[k]);
             gens[k] = (t2d_gen){.prompt = t->prompt, .chat = 1, .system = *t->system ? t->system : NULL, .expert = dec[k].expert,
-                                .sampling = sp, .max_tokens = max_tokens, .cancel = &r->cancel};
+                                .sampling = sp, .max_tokens = max_tokens, .cancel = &r->cancel, .tenant = r->job.tenant};
         }
         if (st == T2_OK) st = t2d_generate(d, gens, m, why, sizeof why);
         for (int k = 0; k < m && st == T2_OK; k++) {

@@ -155,6 +155,7 @@ int main(int argc, char **argv) {
     xp.svd_path = *d.cfg.svd_cache ? d.cfg.svd_cache : NULL;
     xp.prefill_bf16 = d.cfg.prefill_bf16;
     xp.chat_template = d.cfg.chat_template;
+    xp.prefix_slots = d.cfg.prefix_slots;
     t2d_log(T2_LOG_INFO, "loading model=%s", d.cfg.model);
     if (!(d.x = t2x_new(&xp, &st))) {
         t2d_log(T2_LOG_ERROR, "model %s: %s", d.cfg.model, t2_last_error());

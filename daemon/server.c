@@ -653,6 +653,8 @@ static void stats_request(server *s, const uint8_t *ident, size_t ilen, const T2
     st.busy_fraction = xs.uptime_seconds > 0 ? xs.busy_seconds / xs.uptime_seconds : 0;
     st.batches = xs.batches;
     st.mean_batch_rows = xs.batches ? (double)xs.rows / (double)xs.batches : 0;
+    st.prefix_hits = xs.prefix_hits;
+    st.prefix_tokens_reused = xs.prefix_tokens_reused;
     r.body_case = T2__REPLY__BODY_STATS;
     r.stats = &st;
     send_reply(s, ident, ilen, &r);
@@ -808,6 +810,7 @@ static void do_generate(worker_ctx *w) {
     t2d_gen gen = {.prompt = g->prompt, .messages = msgs, .n_messages = (int)g->n_messages, .chat = g->n_messages > 0,
                    .expert = dec.expert, .sampling = sp, .max_tokens = sm ? (int)sm->max_tokens : 0,
                    .stop = sm ? (const char *const *)sm->stop : NULL, .n_stop = sm ? (int)sm->n_stop : 0, .cancel = &f->cancel,
+                   .tenant = f->tenant,
                    .on_text = g->stream ? on_text : NULL, .user = w};
     st = t2d_generate(d, &gen, 1, err, sizeof err);
     free(msgs);

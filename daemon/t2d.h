@@ -53,7 +53,11 @@ struct t2_host {
     double eta_t0;              /* jobs: when progress counting started */
     int64_t eta_step0;
     int64_t last_step;          /* the step of the last progress report (checkpoints are taken at it) */
+    char last_error[512];       /* the last warning or error a plugin logged through this context */
 };
+/* Why a plugin call failed: the host's error detail if a host function set one, else the last warning
+ * or error the plugin logged, else the status's text. Borrowed, valid until the next call. */
+const char *t2d_host_error(const t2_host *h, t2_status st);
 
 /* The folder of named datasets: [daemon] data_dir, else $T2_DATA_DIR, else "". Borrowed. */
 const char *t2d_data_dir(t2d *d);
@@ -83,6 +87,8 @@ typedef struct t2d_gen {
     const char *const *stop;
     int n_stop;
     atomic_int *cancel;
+    int cache_system;                   /* chat: the system turn's KV is computed once and reused */
+    const char *tenant;                 /* fairness group in the executor (NULL: one shared group) */
     /* streaming: called on the caller's thread with each new piece of text */
     void (*on_text)(void *user, const char *piece, size_t len, int n_tokens);
     void *user;

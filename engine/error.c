@@ -27,6 +27,8 @@ const char *t2_strerror(t2_status s) {
 
 const char *t2_last_error(void) { return s_detail; }
 
+void t2_clear_error(void) { s_detail[0] = 0; }
+
 t2_status t2_set_error(t2_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

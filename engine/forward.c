@@ -151,6 +151,22 @@ void t2_ctx_seq_clear(t2_ctx *c, int seq) {
     if (seq >= 0 && seq < c->p.n_seq) c->seq_len[seq] = 0;
 }
 
+t2_status t2_ctx_seq_copy(t2_ctx *c, int src, int dst, int n) {
+    if (src < 0 || src >= c->p.n_seq || dst < 0 || dst >= c->p.n_seq || n < 0 || n > c->seq_len[src])
+        return t2_set_error(T2_ERR_RANGE, "seq copy: sequences %d -> %d of %d, %d positions (source holds %d)", src, dst, c->p.n_seq, n,
+                            src >= 0 && src < c->p.n_seq ? c->seq_len[src] : 0);
+    if (src != dst) {
+        size_t row = (size_t)c->kv_dim, per_seq = (size_t)c->p.n_ctx * row;
+        for (int l = 0; l < c->m->cfg.n_layers; l++) {
+            size_t base = (size_t)l * (size_t)c->p.n_seq * per_seq;
+            memcpy(c->kc + base + (size_t)dst * per_seq, c->kc + base + (size_t)src * per_seq, (size_t)n * row * sizeof *c->kc);
+            memcpy(c->vc + base + (size_t)dst * per_seq, c->vc + base + (size_t)src * per_seq, (size_t)n * row * sizeof *c->vc);
+        }
+    }
+    c->seq_len[dst] = n;
+    return T2_OK;
+}
+
 float t2__rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];

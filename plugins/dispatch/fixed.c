@@ -33,6 +33,25 @@ static void fini(void *p) {
     free(s);
 }
 
+/* The label of expert `name` as the registry has it ("" if unknown). */
+static void label_of(t2_host *h, const char *name, char *out, size_t cap) {
+    char *js = NULL;
+    out[0] = 0;
+    if (api->experts_json(h, &js) != T2_OK) return;
+    json_t *a = json_loads(js, 0, NULL);
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v) {
+        const char *n = json_string_value(json_object_get(v, "name")), *l = json_string_value(json_object_get(v, "label"));
+        if (n && l && !strcmp(n, name)) {
+            snprintf(out, cap, "%s", l);
+            break;
+        }
+    }
+    json_decref(a);
+    api->free(js);
+}
+
 static t2_status decide(void *p, t2_host *h, const t2_dispatch_request *rq, t2_dispatch_decision *out) {
     state *s = p;
     const char *text = rq->settings_json && strcmp(rq->settings_json, "{}") ? rq->settings_json : s->config;
@@ -48,6 +67,7 @@ static t2_status decide(void *p, t2_host *h, const t2_dispatch_request *rq, t2_d
     if (one) {
         st = api->expert_open(h, one, &out->expert);
         snprintf(out->detail, sizeof out->detail, "{\"expert\": \"%s\"}", one);
+        label_of(h, one, out->label, sizeof out->label);
     } else if (json_is_array(mix) && json_array_size(mix) > 0 && json_array_size(mix) <= 16) {
         size_t k = json_array_size(mix);
         t2_hexpert *parts[16] = {0};

@@ -1,4 +1,12 @@
 /* reinforce — the paper's SVF trainer (§3.2): REINFORCE on z with Adam, rewards from the job's grader.
+ * The same file builds two more trainers:
+ *   cls (T2_TRAINER_CLS): the classification expert of the classifier dispatch — REINFORCE on the first
+ *     pass's classification prompt (plugins/common/classify.h) around each training task's prompt, the
+ *     task's label as the answer, graded by the label grader. The labels listed in the prompt are the
+ *     settings' "labels", else those of the tenant's experts (what the classifier will be asked).
+ *   sft (T2_TRAINER_SFT): next-token training of z on the reference answers (task solution, else answer):
+ *     each rollout is (prompt, reference) with reward +1, so the step ascends the mean log-likelihood of
+ *     the references (the paper's ablation of the objective). No sampling.
  *
  * Each step samples `batch` training tasks, generates one answer per task under the current expert
  * (temperature sampling), grades them (+1 correct, −1 wrong), and takes one REINFORCE step through the
@@ -16,6 +24,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <t2/plugin.h>
+
+#ifdef T2_TRAINER_CLS
+#include "classify.h"
+#define TRAINER "cls"
+#define DESCRIPTION "the classification expert: REINFORCE on the first-pass classification prompt, graded by the label grader"
+#elif defined(T2_TRAINER_SFT)
+#define TRAINER "sft"
+#define DESCRIPTION "SVF by next-token likelihood of the reference answers (no sampling), best expert by validation kept"
+#else
+#define TRAINER "reinforce"
+#define DESCRIPTION "SVF by REINFORCE (paper 3.2): rollouts graded by the job's grader, Adam on z, best expert by validation kept"
+#endif
 
 static const t2_host_api *api;
 
@@ -35,7 +55,27 @@ typedef struct state {
     float *best_z;           /* [n_params] the best expert by validation accuracy so far */
     double best_acc;
     int step;
+#ifdef T2_TRAINER_CLS
+    char *system;            /* the classification prompt */
+    char *label_pool;
+    const char *labels[T2_CLASSIFY_MAX_LABELS];
+    int n_labels;
+#endif
 } state;
+
+/* The task a trainer works on for dataset task t: itself, or for cls the classification question about
+ * it (same prompt, the classification system prompt, its label as the answer, the label grader). */
+static t2_task view(const state *st, const t2_task *t) {
+    t2_task v = *t;
+#ifdef T2_TRAINER_CLS
+    v.system = st->system;
+    v.answer = t->label;
+    v.grader = "label";
+#else
+    (void)st;
+#endif
+    return v;
+}
 
 static double num(json_t *o, const char *k, double def) {
     json_t *v = json_object_get(o, k);
@@ -55,7 +95,7 @@ static t2_status parse_settings(const char *text, settings *s, char *why, size_t
         return T2_ERR_INVALID_ARG;
     }
     static const char *known[] = {"steps", "batch", "lr", "clip", "kl_coef", "max_mult", "normalize", "temperature", "max_tokens",
-                                  "eval_every", "val_size", "train_split", "val_split", "seed"};
+                                  "eval_every", "val_size", "train_split", "val_split", "seed", "labels"};
     const char *key;
     json_t *v;
     json_object_foreach(o, key, v) {
@@ -101,7 +141,21 @@ static void state_free(state *st) {
     free(st->label);
     free(st->grader);
     free(st->settings_text);
+#ifdef T2_TRAINER_CLS
+    free(st->system);
+    free(st->label_pool);
+#endif
     free(st);
+}
+
+/* The grader: cls always grades labels; the others the job's grader, else each task's own. */
+static const char *grader_of(const state *st) {
+#ifdef T2_TRAINER_CLS
+    (void)st;
+    return "label";
+#else
+    return *st->grader ? st->grader : NULL;
+#endif
 }
 
 /* Greedy accuracy of the current policy on the validation tasks. */
@@ -116,17 +170,19 @@ static t2_status validate(state *st, t2_host *h, double *acc) {
     const t2_hexpert **ex = calloc(n, sizeof *ex);
     t2_gen_result *res = calloc(n, sizeof *res);
     t2_status s = prompts && ex && res ? T2_OK : T2_ERR_NOMEM;
-    const t2_task *first = api->dataset_task(st->val, 0);
+    t2_task first = view(st, api->dataset_task(st->val, 0));
     for (size_t i = 0; s == T2_OK && i < n; i++) {
         prompts[i] = api->dataset_task(st->val, i)->prompt;
         ex[i] = api->policy_expert(st->pol);
     }
-    t2_gen_params gp = {.max_tokens = st->s.max_tokens, .temperature = 0, .top_p = 1, .chat = 1, .system = *first->system ? first->system : NULL};
+    t2_gen_params gp = {.max_tokens = st->s.max_tokens, .temperature = 0, .top_p = 1, .chat = 1, .system = *first.system ? first.system : NULL,
+                        .cache_system = 1};
     if (s == T2_OK) s = api->generate(h, prompts, ex, (int)n, &gp, res);
     size_t correct = 0;
     for (size_t i = 0; s == T2_OK && i < n; i++) {
         t2_verdict v;
-        if ((s = api->grade(h, *st->grader ? st->grader : NULL, api->dataset_task(st->val, i), res[i].text, &v)) == T2_OK) correct += v.correct != 0;
+        t2_task t = view(st, api->dataset_task(st->val, i));
+        if ((s = api->grade(h, grader_of(st), &t, res[i].text, &v)) == T2_OK) correct += v.correct != 0;
     }
     if (res)
         for (size_t i = 0; i < n; i++) api->gen_result_clear(&res[i]);
@@ -182,6 +238,44 @@ static t2_status restore_checkpoint(state *st, const void *ck, size_t len, char 
     return s;
 }
 
+#ifdef T2_TRAINER_CLS
+/* The labels the classifier will choose among (settings "labels", else the tenant's experts' labels),
+ * and the classification system prompt built from them. */
+static t2_status cls_prompt(state *st, t2_host *h, const char *settings, char *why, size_t cap) {
+    json_t *o = json_loads(settings && *settings ? settings : "{}", 0, NULL);
+    json_t *given = json_object_get(o, "labels");
+    int explicit_labels = json_is_array(given);
+    char *text = NULL;
+    t2_status s = T2_OK;
+    if (explicit_labels) {
+        /* the same form experts_json has, so one parser reads both */
+        json_t *arr = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(given, i, v) if (json_is_string(v)) json_array_append_new(arr, json_pack("{s:O}", "label", v));
+        text = json_dumps(arr, JSON_COMPACT);
+        json_decref(arr);
+    } else {
+        s = api->experts_json(h, &text);
+    }
+    json_decref(o);
+    if (s != T2_OK) {
+        snprintf(why, cap, "cannot list the experts");
+        return s;
+    }
+    st->label_pool = malloc(strlen(text ? text : "") + 1);
+    st->n_labels = st->label_pool ? t2_classify_labels(text, "classifier", st->label_pool, st->labels, T2_CLASSIFY_MAX_LABELS) : 0;
+    if (explicit_labels) free(text);
+    else api->free(text);
+    if (st->n_labels == 0) {
+        snprintf(why, cap, "no labels to classify into: give settings \"labels\" or train the experts first");
+        return T2_ERR_INVALID_ARG;
+    }
+    st->system = t2_classify_system(st->labels, st->n_labels);
+    return st->system ? T2_OK : T2_ERR_NOMEM;
+}
+#endif
+
 static t2_status start(t2_host *h, const t2_job_spec *job, const void *ck, size_t ck_len, void **out) {
     state *st = calloc(1, sizeof *st);
     char why[512] = "";
@@ -202,6 +296,15 @@ static t2_status start(t2_host *h, const t2_job_spec *job, const void *ck, size_
         api->log(h, T2_LOG_WARN, "no %s split in %s: validating on the training split", st->s.val_split, job->dataset);
         s = api->dataset_open(h, job->dataset, st->s.train_split, &st->val);
     }
+#ifdef T2_TRAINER_CLS
+    if (s == T2_OK) s = cls_prompt(st, h, job->settings_json, why, sizeof why);
+#endif
+#ifdef T2_TRAINER_SFT
+    if (s == T2_OK && (!T2_HAS_MEMBER(api, encode) || !api->encode)) {
+        s = T2_ERR_UNSUPPORTED;
+        snprintf(why, sizeof why, "the host has no encode() (ABI %u.%u)", api->abi_major, api->abi_minor);
+    }
+#endif
     t2_reinforce_settings rs = {.lr = (float)st->s.lr, .clip = (float)st->s.clip, .kl_coef = (float)st->s.kl_coef,
                                 .max_mult = (float)st->s.max_mult, .normalize = st->s.normalize};
     if (s == T2_OK && (s = api->policy_new(h, NULL, &rs, &st->pol)) != T2_OK) snprintf(why, sizeof why, "policy: cannot create it");
@@ -216,11 +319,11 @@ static t2_status start(t2_host *h, const t2_job_spec *job, const void *ck, size_
             api->log(h, T2_LOG_INFO, "resumed at step %d (best validation accuracy %.3f)", st->step, st->best_acc);
     }
     if (s != T2_OK) {
-        if (why[0]) api->log(h, T2_LOG_ERROR, "reinforce: %s", why);
+        if (why[0]) api->log(h, T2_LOG_ERROR, TRAINER ": %s", why);
         state_free(st);
         return s;
     }
-    api->log(h, T2_LOG_INFO, "reinforce: %d steps of %d rollouts, lr %g, clip %g, kl %g, %lld parameters, %zu training tasks", st->s.steps,
+    api->log(h, T2_LOG_INFO, TRAINER ": %d steps of %d rollouts, lr %g, clip %g, kl %g, %lld parameters, %zu training tasks", st->s.steps,
              st->s.batch, st->s.lr, st->s.clip, st->s.kl_coef, (long long)st->n_params, api->dataset_size(st->train));
     *out = st;
     return T2_OK;
@@ -242,7 +345,7 @@ static t2_status finish(state *st, t2_host *h) {
     if (s != T2_OK) return s;
     memcpy(api->expert_z(e), st->best_z, (size_t)st->n_params * sizeof *st->best_z);
     char meta[2048];
-    snprintf(meta, sizeof meta, "{\"trainer\": \"reinforce\", \"steps\": %d, \"validation_accuracy\": %.6f, \"settings\": %s}", st->s.steps,
+    snprintf(meta, sizeof meta, "{\"trainer\": \"" TRAINER "\", \"steps\": %d, \"validation_accuracy\": %.6f, \"settings\": %s}", st->s.steps,
              st->best_acc, st->settings_text);
     s = api->expert_save(h, e, st->expert_name, st->label, meta);
     api->expert_free(e);
@@ -267,25 +370,35 @@ static t2_status step(void *p, t2_host *h, int *done) {
     size_t n_train = api->dataset_size(st->train);
     const char **prompts = calloc((size_t)B, sizeof *prompts);
     const t2_hexpert **ex = calloc((size_t)B, sizeof *ex);
-    const t2_task **tasks = calloc((size_t)B, sizeof *tasks);
+    t2_task *tasks = calloc((size_t)B, sizeof *tasks);
     t2_gen_result *res = calloc((size_t)B, sizeof *res);
     t2_rollout_in *ro = calloc((size_t)B, sizeof *ro);
     t2_status s = prompts && ex && tasks && res && ro ? T2_OK : T2_ERR_NOMEM;
     for (int i = 0; s == T2_OK && i < B; i++) {
-        tasks[i] = api->dataset_task(st->train, (size_t)(api->rand_u64(h) % n_train));
-        prompts[i] = tasks[i]->prompt;
+        tasks[i] = view(st, api->dataset_task(st->train, (size_t)(api->rand_u64(h) % n_train)));
+        prompts[i] = tasks[i].prompt;
         ex[i] = api->policy_expert(st->pol);
     }
-    t2_gen_params gp = {.max_tokens = st->s.max_tokens, .temperature = (float)st->s.temperature, .top_p = 1, .chat = 1,
-                        .system = s == T2_OK && *tasks[0]->system ? tasks[0]->system : NULL};
-    if (s == T2_OK) s = api->generate(h, prompts, ex, B, &gp, res);
     double reward = 0;
+#ifdef T2_TRAINER_SFT
+    /* rollouts are the references themselves, each with reward +1 */
+    for (int i = 0; s == T2_OK && i < B; i++) {
+        const char *ref = *tasks[i].solution ? tasks[i].solution : tasks[i].answer;
+        s = api->encode(h, tasks[i].prompt, *tasks[i].system ? tasks[i].system : NULL, 1, ref, &res[i].ids, &res[i].n_ids, &res[i].n_prompt);
+        ro[i] = (t2_rollout_in){.ids = res[i].ids, .n_ids = res[i].n_ids, .n_prompt = res[i].n_prompt, .reward = 1.0f};
+        reward += 1;
+    }
+#else
+    t2_gen_params gp = {.max_tokens = st->s.max_tokens, .temperature = (float)st->s.temperature, .top_p = 1, .chat = 1,
+                        .system = s == T2_OK && *tasks[0].system ? tasks[0].system : NULL, .cache_system = 1};
+    if (s == T2_OK) s = api->generate(h, prompts, ex, B, &gp, res);
     for (int i = 0; s == T2_OK && i < B; i++) {
         t2_verdict v;
-        if ((s = api->grade(h, *st->grader ? st->grader : NULL, tasks[i], res[i].text, &v)) != T2_OK) break;
+        if ((s = api->grade(h, grader_of(st), &tasks[i], res[i].text, &v)) != T2_OK) break;
         ro[i] = (t2_rollout_in){.ids = res[i].ids, .n_ids = res[i].n_ids, .n_prompt = res[i].n_prompt, .reward = v.correct ? 1.0f : -1.0f};
         reward += ro[i].reward;
     }
+#endif
     /* a rollout that generated nothing carries no gradient: drop it */
     int kept = 0;
     for (int i = 0; s == T2_OK && i < B; i++)
@@ -318,9 +431,9 @@ static const t2_plugin PLUGIN = {
     .abi_minor = T2_ABI_MINOR,
     .struct_size = sizeof(t2_plugin),
     .kind = T2_PLUGIN_TRAINER,
-    .name = "reinforce",
+    .name = TRAINER,
     .version = "1.0",
-    .description = "SVF by REINFORCE (paper 3.2): rollouts graded by the job's grader, Adam on z, best expert by validation kept",
+    .description = DESCRIPTION,
     .ops = &OPS,
 };
 

@@ -262,6 +262,16 @@ def t_jobs(d):
     wait_job(d, a["id"], lambda j: j["state"] == "cancelled", what="cancelled")
     bad = d.t2("train", "--trainer", "nosuch", "--dataset", ds, "--expert", "x", check=False)
     check(bad.returncode == 4, f"unknown trainer: exit {bad.returncode}")
+    # jobs that cannot run fail with the reason, and the daemon goes on
+    for args, why in ((["train", "--trainer", "reinforce", "--dataset", ds, "--expert", "x1", "--settings", '{"stepz": 3}'], "stepz"),
+                      (["train", "--trainer", "reinforce", "--dataset", "/nonexistent.jsonl", "--expert", "x2"], "nonexistent"),
+                      (["eval", "--dataset", "no-such-dataset"], "no-such-dataset")):
+        r = d.t2(*args, "--follow", "--json", check=False)
+        check(r.returncode == 1, f"{args[0]} that cannot run: exit {r.returncode}")
+        job = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+        check(job.get("state") == "failed" and why in (job.get("error") or ""),
+              f"failed job should name {why}: {job.get('error')}")
+    d.j("ping")
     return f"trained + evaluated (accuracy {res['accuracy']:.2f}), {len(types)} events, queued and running jobs cancelled"
 
 
@@ -385,9 +395,72 @@ def t_sdk(local):
     return "example plugin built with pkg-config against the installed SDK, loaded and dispatching"
 
 
+def t_two_pass(d):
+    exp = os.path.join(ARGS.workdir, "letters1.safetensors")
+    if not os.path.exists(exp):
+        d.t2("expert", "export", "letters1", "-o", exp)
+    for name, label in (("algebra", "math"), ("router", "classifier")):
+        if d.t2("expert", "show", name, check=False).returncode != 0:
+            d.t2("expert", "import", exp, "--name", name, "--label", label)
+    before = d.j("stats")
+    q = "Compute the integral of x squared."
+    a = d.j("generate", "--dispatch", "prompt", "--max-tokens", "4", q)
+    b = d.j("generate", "--dispatch", "prompt", "--max-tokens", "4", q)
+    after = d.j("stats")
+    for g in (a, b):
+        check(g["decision"]["dispatch"] == "prompt", f"decision {g['decision']}")
+        det = json.loads(g["decision"]["detail"])
+        check("math" in det["labels"] and "classifier" not in det["labels"], f"labels {det['labels']}")
+    da, db = json.loads(a["decision"]["detail"]), json.loads(b["decision"]["detail"])
+    # the second first pass reused the cached system prompt: same answer, and the cache counted it
+    check(da["first_pass"] == db["first_pass"], f"cached prefix changed the first pass: {da['first_pass']!r} vs {db['first_pass']!r}")
+    hits = after.get("prefix_hits", 0) - before.get("prefix_hits", 0)
+    check(hits >= 1, f"prefix cache hits {hits}")
+    c = d.j("generate", "--dispatch", "classifier", "--max-tokens", "4", q)
+    check(json.loads(c["decision"]["detail"]).get("classifier") == "router", f"classifier decision {c['decision']}")
+    check(c["first_pass_seconds"] > 0 and c["second_pass_seconds"] > 0, "pass times missing")
+    ds = os.path.join(ARGS.workdir, "letters.jsonl")
+    small = json.dumps({"steps": 2, "batch": 2, "max_tokens": 4, "eval_every": 1, "val_size": 2})
+    for trainer, name, label in (("cls", "router2", "classifier"), ("sft", "sft1", "letters")):
+        r = d.t2("train", "--trainer", trainer, "--dataset", ds, "--expert", name, "--label", label, "--settings", small,
+                 "--follow", "--json")
+        job = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+        check(job.get("state") == "done", f"{trainer} job: {job}")
+        meta = d.j("expert", "show", name)["meta"]
+        check(f'"trainer": "{trainer}"' in meta, f"{trainer} expert meta {meta}")
+    ev = d.t2("eval", "--dataset", ds, "--dispatch", "prompt", "--limit", "3", "--follow", "--json")
+    job = json.loads([ln for ln in ev.stdout.splitlines() if ln.startswith("{")][-1])
+    res = json.loads(job["result"])
+    check(res["n"] == 3 and res["first_pass_seconds"] > 0, f"eval via prompt dispatch: {res}")
+    return (f"prompt + classifier dispatch, {hits} prefix-cache hit(s) with an identical first pass, "
+            f"cls and sft trained as jobs, eval through the prompt dispatch")
+
+
+def t_cem(d):
+    ds = os.path.join(ARGS.workdir, "letters.jsonl")
+    s = json.dumps({"generations": 2, "population": 4, "batch": 2, "max_tokens": 4, "eval_every": 1, "val_size": 2, "seed": 3})
+    r = d.t2("train", "--trainer", "cem-svf", "--dataset", ds, "--expert", "cs1", "--label", "letters", "--settings", s,
+             "--follow", "--json")
+    job = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+    check(job.get("state") == "done", f"cem-svf job {job}")
+    check('"trainer": "cem-svf"' in d.j("expert", "show", "cs1")["meta"], "cem-svf expert meta")
+    st = json.dumps({"generations": 2, "population": 4, "n": 3, "max_tokens": 4})
+    g = d.j("generate", "--dispatch", "cem", "--task-id", "letters-task", "--examples", ds, "--dispatch-settings", st,
+            "--max-tokens", "4", "Write the letter a.")
+    det = json.loads(g["decision"]["detail"])
+    check(det.get("cached") is False and len(det.get("alpha", [])) >= 1, f"cem search: {det}")
+    g2 = d.j("generate", "--dispatch", "cem", "--task-id", "letters-task", "--max-tokens", "4", "Write the letter b.")
+    det2 = json.loads(g2["decision"]["detail"])
+    check(det2.get("cached") is True and det2.get("alpha") == det.get("alpha"), f"cem cache: {det2} vs {det}")
+    bad = d.t2("generate", "--dispatch", "cem", "--max-tokens", "4", "hi", check=False)
+    check(bad.returncode != 0 and "task id" in bad.stderr, f"cem without a task id: exit {bad.returncode} {bad.stderr.strip()}")
+    return (f"cem-svf trained as a job; cem searched alpha {det['alpha']} in {g['first_pass_seconds']:.3f} s, "
+            f"reused from the cache in {g2['first_pass_seconds']:.4f} s; no task id refused with the reason")
+
+
 TESTS = [("info", t_info), ("generate", t_generate), ("concurrent", t_concurrent), ("malformed", t_malformed),
          ("plugins-refused", t_plugins_refused), ("jobs", t_jobs), ("restart", t_restart), ("tenants", t_tenants),
-         ("sdk", t_sdk)]
+         ("sdk", t_sdk), ("two-pass", t_two_pass), ("cem", t_cem)]
 
 MODEL = None
 

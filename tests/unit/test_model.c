@@ -509,6 +509,38 @@ START_TEST(test_full_context) {
 }
 END_TEST
 
+START_TEST(test_seq_copy) {
+    /* a prefix computed in one sequence and copied into others continues exactly as if computed there */
+    t2_model *m = tu_load(g_bf16, 2);
+    enum { N = 14, P = 8 };
+    int32_t a[N], b[N];
+    rand_tokens(a, N, 21);
+    memcpy(b, a, P * sizeof *b);   /* b shares a's first P tokens */
+    rand_tokens(b + P, N - P, 22);
+    float ra[N * V], rb[N * V], out[N * V];
+    run_alone(m, a, N, ra);
+    run_alone(m, b, N, rb);
+    t2_ctx *c = tu_ctx_new(m, 32, 3, 16);
+    feed(c, 0, a, P, 0, P, out);
+    ck_assert_int_eq(t2_ctx_seq_copy(c, 0, 1, P), T2_OK);
+    ck_assert_int_eq(t2_ctx_seq_copy(c, 0, 2, P), T2_OK);
+    ck_assert_int_eq(t2_ctx_seq_len(c, 1), P);
+    feed(c, 1, a + P, N - P, P, 3, out);
+    assert_close(out, ra + P * V, N - P, 1e-5, "a after a copied prefix");
+    feed(c, 2, b + P, N - P, P, 6, out);
+    assert_close(out, rb + P * V, N - P, 1e-5, "b after a copied prefix");
+    /* the source is unchanged and goes on */
+    feed(c, 0, a + P, N - P, P, 2, out);
+    assert_close(out, ra + P * V, N - P, 1e-5, "the source after copies");
+    /* a copy longer than the source holds, or out of range, is refused */
+    ck_assert_int_eq(t2_ctx_seq_copy(c, 0, 1, N + 1), T2_ERR_RANGE);
+    ck_assert_int_eq(t2_ctx_seq_copy(c, 0, 3, 1), T2_ERR_RANGE);
+    ck_assert_int_eq(t2_ctx_seq_copy(c, -1, 1, 1), T2_ERR_RANGE);
+    t2_ctx_free(c);
+    t2_model_free(m);
+}
+END_TEST
+
 START_TEST(test_seq_clear_reuse) {
     t2_model *m = tu_load(g_bf16, 2);
     enum { N = 12 };
@@ -815,6 +847,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_decode_errors);
     tcase_add_test(tc, test_full_context);
     tcase_add_test(tc, test_seq_clear_reuse);
+    tcase_add_test(tc, test_seq_copy);
     tcase_add_test(tc, test_rewind);
     tcase_add_test(tc, test_no_logits_wanted);
     tcase_add_test(tc, test_sliding_window);

@@ -16,6 +16,10 @@ extern "C" {
  * Borrowed: valid until this thread records another failure. */
 const char *t2_last_error(void);
 
+/* Forget this thread's detail (before a call whose own failure detail should not be confused with an
+ * older one). */
+void t2_clear_error(void);
+
 /* Record a failure with a printf-style detail on this thread; returns s so callers can write
  * `return t2_set_error(T2_ERR_FORMAT, "...", ...);`. */
 t2_status t2_set_error(t2_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

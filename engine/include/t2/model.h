@@ -121,6 +121,10 @@ t2_status t2_ctx_decode(t2_ctx *c, const t2_batch *b, float *logits);
 int t2_ctx_seq_len(const t2_ctx *c, int seq);
 /* Forget a sequence's cache (its next row must be at position 0). */
 void t2_ctx_seq_clear(t2_ctx *c, int seq);
+/* Copy the first n cached positions of sequence src into sequence dst, whose length becomes n: a prompt
+ * prefix shared by many sequences is computed once (the cache holds what the rows computed, so the
+ * prefix must have run under the same weights / adapter). T2_ERR_RANGE if src holds fewer than n. */
+t2_status t2_ctx_seq_copy(t2_ctx *c, int src, int dst, int n);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,10 @@
  * plugin's ops must be reentrant for different `state` pointers and, for dispatch and grader plugins,
  * for the same one. Host functions are thread-safe and may block (a generate call waits for the engine).
  *
+ * Errors: an op that fails returns a t2_status and says why with api->log(h, T2_LOG_WARN or T2_LOG_ERROR,
+ * ...): the host reports that last warning or error as the reason (to the client for a dispatch, in the
+ * job's error for a trainer).
+ *
  * Memory: whatever a host function hands out as "owned" is released with api->free (or the specific
  * free function named); whatever a plugin hands to the host stays the plugin's. Strings are UTF-8 and
  * NUL-terminated. A plugin never includes engine headers: everything comes through this table. */
@@ -103,6 +107,9 @@ typedef struct t2_gen_params {
     const char *system;       /* NULL or a system prompt (chat only) */
     const char *const *stop;  /* [n_stop] stop strings; the output ends before them */
     int n_stop;
+    /* 1 (chat with a system prompt): the system turn is the same across many calls (a dispatch
+     * instruction): its KV cache is computed once and reused, so a call costs only the rest. */
+    int cache_system;
 } t2_gen_params;
 
 typedef struct t2_gen_result {
@@ -232,6 +239,13 @@ typedef struct t2_host_api {
     void (*progress)(t2_host *h, const t2_progress *p);
     /* Store the job's checkpoint (replacing the previous one); a restarted daemon hands it back to start. */
     t2_status (*checkpoint_save)(t2_host *h, const void *blob, size_t len);
+
+    /* --- text (continued) --- */
+    /* Token ids of prompt (chat-templated with system when chat, as generate builds them) followed by
+     * completion (may be NULL or ""): what the model would see if it had answered `completion`. *ids
+     * owned (api->free); the completion starts at (*ids)[*n_prompt]. For training on reference answers. */
+    t2_status (*encode)(t2_host *h, const char *prompt, const char *system, int chat, const char *completion,
+                        int32_t **ids, int *n_ids, int *n_prompt);
 } t2_host_api;
 
 /* The plugin's check of the table it was given. */

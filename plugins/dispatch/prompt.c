@@ -1,0 +1,163 @@
+/* prompt / classifier — the paper's first pass by classification.
+ *
+ * prompt: the base model is asked which kind of expert the question needs (the classification prompt of
+ * plugins/common/classify.h, built from the labels of the experts the tenant can use) and answers
+ * `Classification: \boxed{label}`; the expert with that label answers the second pass. An unknown label,
+ * "others" or no answer means the base model.
+ *
+ * classifier (this file built with T2_CLASSIFIER): the same question, asked under a classification
+ * expert trained for it by the cls trainer: settings {"expert": NAME}, else the tenant's expert
+ * labelled "classifier".
+ *
+ * Settings (request dispatch_settings, else the plugin config): max_tokens (default 24), expert
+ * (classifier only). The system prompt is the same for every query, so its KV cache is computed once
+ * (cache_system) and each first pass costs only the question and a few generated tokens. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <t2/plugin.h>
+
+#include "classify.h"
+
+#ifdef T2_CLASSIFIER
+#define NAME "classifier"
+#define DESCRIPTION "first pass: a classification expert names the label of the expert to answer with"
+#else
+#define NAME "prompt"
+#define DESCRIPTION "first pass: the base model names the label of the expert to answer with (Classification: \\boxed{label})"
+#endif
+#define CLASSIFIER_LABEL "classifier"
+
+static const t2_host_api *api;
+
+typedef struct state {
+    char *config;
+} state;
+
+static t2_status init(const t2_host_api *a, const char *config_json, void **out) {
+    (void)a;
+    state *s = calloc(1, sizeof *s);
+    if (!s || !(s->config = strdup(config_json && *config_json ? config_json : "{}"))) {
+        free(s);
+        return T2_ERR_NOMEM;
+    }
+    *out = s;
+    return T2_OK;
+}
+
+static void fini(void *p) {
+    state *s = p;
+    if (s) free(s->config);
+    free(s);
+}
+
+/* The name of the first expert in the experts_json array whose `key` equals value, or NULL (borrowed
+ * from arr). */
+static const char *expert_where(json_t *arr, const char *key, const char *value) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        const char *x = json_string_value(json_object_get(v, key));
+        if (x && !strcmp(x, value)) return json_string_value(json_object_get(v, "name"));
+    }
+    return NULL;
+}
+
+static void put_detail(t2_dispatch_decision *out, json_t *d) {
+    char *text = json_dumps(d, JSON_COMPACT);
+    snprintf(out->detail, sizeof out->detail, "%s", text && strlen(text) < sizeof out->detail ? text : "{}");
+    free(text);
+    json_decref(d);
+}
+
+static t2_status decide(void *p, t2_host *h, const t2_dispatch_request *rq, t2_dispatch_decision *out) {
+    state *s = p;
+    const char *stext = rq->settings_json && strcmp(rq->settings_json, "{}") ? rq->settings_json : s->config;
+    json_t *settings = json_loads(stext, 0, NULL);
+    if (!json_is_object(settings)) {
+        json_decref(settings);
+        api->log(h, T2_LOG_WARN, NAME ": settings are not a JSON object");
+        return T2_ERR_INVALID_ARG;
+    }
+    int max_tokens = json_is_integer(json_object_get(settings, "max_tokens")) ? (int)json_integer_value(json_object_get(settings, "max_tokens")) : 24;
+    char *ej = NULL;
+    t2_status st = api->experts_json(h, &ej);
+    if (st != T2_OK) {
+        json_decref(settings);
+        return st;
+    }
+    json_t *arr = json_loads(ej, 0, NULL);
+    char *pool = malloc(strlen(ej) + 1);
+    const char *labels[T2_CLASSIFY_MAX_LABELS];
+    int n = pool ? t2_classify_labels(ej, CLASSIFIER_LABEL, pool, labels, T2_CLASSIFY_MAX_LABELS) : 0;
+    json_t *detail = json_object();
+    json_t *jl = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(jl, json_string(labels[i]));
+    json_object_set_new(detail, "labels", jl);
+    t2_hexpert *classifier = NULL;
+#ifdef T2_CLASSIFIER
+    const char *cname = json_string_value(json_object_get(settings, "expert"));
+    if (!cname) cname = json_is_array(arr) ? expert_where(arr, "label", CLASSIFIER_LABEL) : NULL;
+    if (!cname) {
+        api->log(h, T2_LOG_WARN, "classifier: no classification expert (settings \"expert\", or an expert labelled \"classifier\")");
+        st = T2_ERR_NOT_FOUND;
+    } else if ((st = api->expert_open(h, cname, &classifier)) == T2_OK) {
+        json_object_set_new(detail, "classifier", json_string(cname));
+    }
+#endif
+    char *system = st == T2_OK && n > 0 ? t2_classify_system(labels, n) : NULL;
+    if (st == T2_OK && n > 0 && !system) st = T2_ERR_NOMEM;
+    if (st == T2_OK && n > 0) {
+        const char *prompts[1] = {rq->prompt ? rq->prompt : ""};
+        const t2_hexpert *ex[1] = {classifier};
+        t2_gen_params gp = {.max_tokens = max_tokens, .temperature = 0, .top_p = 1, .chat = 1, .system = system, .cache_system = 1};
+        t2_gen_result res;
+        memset(&res, 0, sizeof res);
+        if ((st = api->generate(h, prompts, ex, 1, &gp, &res)) == T2_OK) {
+            int k = t2_classify_parse(res.text, labels, n);
+            char first[201];
+            snprintf(first, sizeof first, "%s", res.text ? res.text : "");
+            json_object_set_new(detail, "first_pass", json_string(first));
+            if (k >= 0) {
+                const char *name = expert_where(arr, "label", labels[k]);
+                snprintf(out->label, sizeof out->label, "%s", labels[k]);
+                if (name && (st = api->expert_open(h, name, &out->expert)) == T2_OK) json_object_set_new(detail, "expert", json_string(name));
+            } else {
+                json_object_set_new(detail, "expert", json_null());
+            }
+            api->gen_result_clear(&res);
+        }
+    } else if (st == T2_OK) {
+        json_object_set_new(detail, "reason", json_string("no labelled experts: the base model answers"));
+    }
+    api->expert_free(classifier);
+    free(system);
+    free(pool);
+    json_decref(arr);
+    api->free(ej);
+    json_decref(settings);
+    put_detail(out, detail);
+    return st;
+}
+
+static const t2_dispatch_ops OPS = {.struct_size = sizeof(t2_dispatch_ops), .decide = decide};
+
+static const t2_plugin PLUGIN = {
+    .abi_major = T2_ABI_MAJOR,
+    .abi_minor = T2_ABI_MINOR,
+    .struct_size = sizeof(t2_plugin),
+    .kind = T2_PLUGIN_DISPATCH,
+    .name = NAME,
+    .version = "1.0",
+    .description = DESCRIPTION,
+    .init = init,
+    .fini = fini,
+    .ops = &OPS,
+};
+
+T2_PLUGIN_EXPORT const t2_plugin *t2_plugin_entry(const t2_host_api *host) {
+    if (!t2_host_api_compatible(host) || !T2_HAS_MEMBER(host, generate)) return NULL;
+    api = host;
+    return &PLUGIN;
+}
