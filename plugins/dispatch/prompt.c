@@ -111,7 +111,10 @@ static t2_status decide(void *p, t2_host *h, const t2_dispatch_request *rq, t2_d
     if (st == T2_OK && n > 0) {
         const char *prompts[1] = {rq->prompt ? rq->prompt : ""};
         const t2_hexpert *ex[1] = {classifier};
-        t2_gen_params gp = {.max_tokens = max_tokens, .temperature = 0, .top_p = 1, .chat = 1, .system = system, .cache_system = 1};
+        /* the answer is complete at the box's closing brace: stop there (the parser accepts the cut box) */
+        static const char *const stop[] = {"}"};
+        t2_gen_params gp = {.max_tokens = max_tokens, .temperature = 0, .top_p = 1, .chat = 1, .system = system, .cache_system = 1,
+                            .stop = stop, .n_stop = 1};
         t2_gen_result res;
         memset(&res, 0, sizeof res);
         if ((st = api->generate(h, prompts, ex, 1, &gp, &res)) == T2_OK) {
