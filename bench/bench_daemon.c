@@ -7,8 +7,9 @@
  *      tokens/s to the single client's (measured in the same run), which is what batching buys.
  *
  * usage: bench_daemon --connect ENDPOINT [--key FILE --server-key Z85|FILE] [--pings N] [--per-client N]
- *                     [--max-tokens N] [--prompt TEXT] [--expert NAME | --dispatch NAME] [--levels 1,8,32]
+ *                     [--max-tokens N] [--prompt TEXT] [--expert NAME[,NAME...] | --dispatch NAME] [--levels 1,8,32]
  *                     [--timeout SECS]
+ * --expert with several names gives client i the expert i mod n: many experts served in the same batches.
  * Not a test: it needs a daemon with a model, and its numbers depend on the machine. */
 #include "bench_util.h"
 #include "wire.h"
@@ -23,6 +24,8 @@
 typedef struct opts {
     const char *endpoint, *key, *server_key, *prompt, *expert, *dispatch;
     int pings, per_client, max_tokens, timeout_ms;
+    char *expert_list[64];     /* --expert split at commas */
+    int n_experts;
     int levels[8], n_levels;
 } opts;
 
@@ -35,6 +38,7 @@ typedef struct worker {
     long long tokens, requests;
     double *lat;           /* [o->per_client] seconds per request */
     double t_end;          /* when this worker finished its last request */
+    int index;             /* which client: picks its expert */
 } worker;
 
 static t2w_client *connect_client(const opts *o, void *ctx, char *err, size_t cap) {
@@ -61,7 +65,7 @@ static int ping(t2w_client *c, int timeout_ms, char *err, size_t cap) {
 }
 
 /* One greedy generate request without streaming; the number of tokens generated, or -1. */
-static long long generate(t2w_client *c, const opts *o, char *err, size_t cap) {
+static long long generate(t2w_client *c, const opts *o, int index, char *err, size_t cap) {
     T2__Request r;
     T2__GenerateRequest g = T2__GENERATE_REQUEST__INIT;
     T2__Sampling s = T2__SAMPLING__INIT;
@@ -74,7 +78,7 @@ static long long generate(t2w_client *c, const opts *o, char *err, size_t cap) {
     s.max_tokens = (uint32_t)o->max_tokens;   /* temperature 0: greedy */
     g.sampling = &s;
     if (o->expert) {
-        part.expert = (char *)o->expert;
+        part.expert = o->expert_list[index % o->n_experts];
         part.alpha = 1;
         g.mix = &pp;
         g.n_mix = 1;
@@ -116,7 +120,7 @@ static void *worker_main(void *arg) {
     pthread_barrier_wait(w->start);
     for (int i = 0; ok && i < w->o->per_client; i++) {
         double t0 = now();
-        long long n = generate(c, w->o, err, sizeof err);
+        long long n = generate(c, w->o, w->index, err, sizeof err);
         if (n < 0) ok = 0;
         else w->tokens += n, w->requests++, w->lat[i] = now() - t0;
     }
@@ -157,7 +161,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--key") && v) o.key = v;
         else if (!strcmp(a, "--server-key") && v) o.server_key = v;
         else if (!strcmp(a, "--prompt") && v) o.prompt = v;
-        else if (!strcmp(a, "--expert") && v) o.expert = v;
+        else if (!strcmp(a, "--expert") && v) {
+            o.expert = v;
+            char *copy = strdup(v), *save = NULL;   /* kept for the whole run */
+            for (char *t = strtok_r(copy, ",", &save); t && o.n_experts < 64; t = strtok_r(NULL, ",", &save)) o.expert_list[o.n_experts++] = t;
+        }
         else if (!strcmp(a, "--dispatch") && v) o.dispatch = v;
         else if (!strcmp(a, "--pings") && v) o.pings = atoi(v);
         else if (!strcmp(a, "--per-client") && v) o.per_client = atoi(v);
@@ -226,7 +234,7 @@ int main(int argc, char **argv) {
         pthread_barrier_t start;
         pthread_barrier_init(&start, NULL, (unsigned)n + 1);
         for (int i = 0; i < n; i++) {
-            w[i] = (worker){.o = &o, .ctx = ctx, .start = &start, .lat = lat + (size_t)i * (size_t)o.per_client};
+            w[i] = (worker){.o = &o, .ctx = ctx, .start = &start, .lat = lat + (size_t)i * (size_t)o.per_client, .index = i};
             pthread_create(&th[i], NULL, worker_main, &w[i]);
         }
         pthread_barrier_wait(&start);
