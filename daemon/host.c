@@ -21,34 +21,11 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* ---------------- random numbers: xoshiro256** seeded by splitmix64 ---------------- */
+/* ---------------- random numbers: the engine's xoshiro256** per call context ---------------- */
 
-static uint64_t splitmix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t h_rand_u64(t2_host *h) {
-    uint64_t *s = h->rng, r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return r;
-}
-
-static double h_rand_uniform(t2_host *h) { return (double)(h_rand_u64(h) >> 11) * 0x1.0p-53; }
-
-static double h_rand_normal(t2_host *h) {
-    double u = h_rand_uniform(h), v = h_rand_uniform(h);
-    return sqrt(-2.0 * log(1.0 - u)) * cos(2 * M_PI * v);
-}
+static uint64_t h_rand_u64(t2_host *h) { return t2_rng_u64(&h->rng); }
+static double h_rand_uniform(t2_host *h) { return t2_rng_uniform(&h->rng); }
+static double h_rand_normal(t2_host *h) { return t2_rng_normal(&h->rng); }
 
 void t2d_host_init(t2_host *h, t2d *d, const char *tenant, int64_t job, uint64_t seed, atomic_int *cancel) {
     memset(h, 0, sizeof *h);
@@ -56,8 +33,7 @@ void t2d_host_init(t2_host *h, t2d *d, const char *tenant, int64_t job, uint64_t
     h->tenant = tenant;
     h->job = job;
     h->cancel = cancel;
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++) h->rng[i] = splitmix(&x);
+    t2_rng_seed(&h->rng, seed);
     h->eta_t0 = now_s();
     h->eta_step0 = -1;
 }

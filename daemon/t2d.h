@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <t2/plugin.h>
+#include <t2/rng.h>
 #include <t2/svf.h>
 
 #include "config.h"
@@ -48,7 +49,7 @@ struct t2_host {
     t2d *d;
     const char *tenant;
     int64_t job;                /* 0 when not a job */
-    uint64_t rng[4];            /* xoshiro256** state */
+    t2_rng rng;                 /* the plugin's random stream */
     atomic_int *cancel;         /* NULL or the request's / job's cancel flag */
     double eta_t0;              /* jobs: when progress counting started */
     int64_t eta_step0;

@@ -1,6 +1,7 @@
 /* Sampling. top-p avoids sorting the whole vocabulary: a token whose probability is below
  * (1 - top_p) / (n - 1) can never be inside the nucleus (all such tokens together hold less than
  * 1 - top_p), so only the tokens above that bound are sorted. */
+#include <t2/rng.h>
 #include <t2/sampler.h>
 #include <t2/error.h>
 
@@ -10,7 +11,7 @@
 struct t2_sampler {
     t2_sampler_params p;
     int n_vocab;
-    uint64_t rng[4];      /* xoshiro256** state */
+    t2_rng rng;
     float *prob;          /* [n_vocab] */
     int *idx;             /* [n_vocab] candidates */
 };
@@ -18,26 +19,6 @@ struct t2_sampler {
 t2_sampler_params t2_sampler_default_params(void) {
     return (t2_sampler_params){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
 }
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-static uint64_t next_u64(uint64_t *s) {
-    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return r;
-}
-/* uniform in [0, 1) with 53 random bits */
-static double next_unit(uint64_t *s) { return (double)(next_u64(s) >> 11) * 0x1.0p-53; }
 
 t2_sampler *t2_sampler_new(const t2_sampler_params *p, int n_vocab, t2_status *err) {
     if (!p || n_vocab < 1 || !(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1)) {
@@ -56,8 +37,8 @@ t2_sampler *t2_sampler_new(const t2_sampler_params *p, int n_vocab, t2_status *e
     }
     s->p = *p;
     s->n_vocab = n_vocab;
-    uint64_t x = p->seed;
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+
+    t2_rng_seed(&s->rng, p->seed);
     *err = T2_OK;
     return s;
 }
@@ -151,7 +132,7 @@ int t2_sampler_sample(t2_sampler *s, const float *logits, float *logprob) {
         }
         double total = 0;
         for (int i = 0; i < m; i++) total += s->prob[s->idx[i]];
-        double u = next_unit(s->rng) * total, acc = 0;
+        double u = t2_rng_uniform(&s->rng) * total, acc = 0;
         tok = s->idx[m - 1];
         for (int i = 0; i < m; i++) {
             acc += s->prob[s->idx[i]];

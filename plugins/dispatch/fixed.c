@@ -10,28 +10,9 @@
 #include <string.h>
 #include <t2/plugin.h>
 
+#include "pconfig.h"
+
 static const t2_host_api *api;
-
-typedef struct state {
-    char *config;   /* the plugin's settings from t2d.conf, used when a request gives none */
-} state;
-
-static t2_status init(const t2_host_api *a, const char *config_json, void **out) {
-    (void)a;
-    state *s = calloc(1, sizeof *s);
-    if (!s || !(s->config = strdup(config_json && *config_json ? config_json : "{}"))) {
-        free(s);
-        return T2_ERR_NOMEM;
-    }
-    *out = s;
-    return T2_OK;
-}
-
-static void fini(void *p) {
-    state *s = p;
-    if (s) free(s->config);
-    free(s);
-}
 
 /* The label of expert `name` as the registry has it ("" if unknown). */
 static void label_of(t2_host *h, const char *name, char *out, size_t cap) {
@@ -39,23 +20,14 @@ static void label_of(t2_host *h, const char *name, char *out, size_t cap) {
     out[0] = 0;
     if (api->experts_json(h, &js) != T2_OK) return;
     json_t *a = json_loads(js, 0, NULL);
-    size_t i;
-    json_t *v;
-    json_array_foreach(a, i, v) {
-        const char *n = json_string_value(json_object_get(v, "name")), *l = json_string_value(json_object_get(v, "label"));
-        if (n && l && !strcmp(n, name)) {
-            snprintf(out, cap, "%s", l);
-            break;
-        }
-    }
+    const char *l = t2p_expert_where(a, "name", name, "label");
+    if (l) snprintf(out, cap, "%s", l);
     json_decref(a);
     api->free(js);
 }
 
 static t2_status decide(void *p, t2_host *h, const t2_dispatch_request *rq, t2_dispatch_decision *out) {
-    state *s = p;
-    const char *text = rq->settings_json && strcmp(rq->settings_json, "{}") ? rq->settings_json : s->config;
-    json_t *o = json_loads(text, 0, NULL);
+    json_t *o = json_loads(t2p_settings(p, rq->settings_json), 0, NULL);
     if (!json_is_object(o)) {
         json_decref(o);
         api->log(h, T2_LOG_WARN, "fixed: settings are not a JSON object");
@@ -100,8 +72,8 @@ static const t2_plugin PLUGIN = {
     .name = "fixed",
     .version = "1.0",
     .description = "always the same expert or mixture (settings {\"expert\": ...} or {\"mix\": [...]}), or the base model",
-    .init = init,
-    .fini = fini,
+    .init = t2p_config_init,
+    .fini = t2p_config_fini,
     .ops = &OPS,
 };
 

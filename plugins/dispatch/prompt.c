@@ -19,6 +19,7 @@
 #include <t2/plugin.h>
 
 #include "classify.h"
+#include "pconfig.h"
 
 #ifdef T2_CLASSIFIER
 #define NAME "classifier"
@@ -31,39 +32,6 @@
 
 static const t2_host_api *api;
 
-typedef struct state {
-    char *config;
-} state;
-
-static t2_status init(const t2_host_api *a, const char *config_json, void **out) {
-    (void)a;
-    state *s = calloc(1, sizeof *s);
-    if (!s || !(s->config = strdup(config_json && *config_json ? config_json : "{}"))) {
-        free(s);
-        return T2_ERR_NOMEM;
-    }
-    *out = s;
-    return T2_OK;
-}
-
-static void fini(void *p) {
-    state *s = p;
-    if (s) free(s->config);
-    free(s);
-}
-
-/* The name of the first expert in the experts_json array whose `key` equals value, or NULL (borrowed
- * from arr). */
-static const char *expert_where(json_t *arr, const char *key, const char *value) {
-    size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v) {
-        const char *x = json_string_value(json_object_get(v, key));
-        if (x && !strcmp(x, value)) return json_string_value(json_object_get(v, "name"));
-    }
-    return NULL;
-}
-
 static void put_detail(t2_dispatch_decision *out, json_t *d) {
     char *text = json_dumps(d, JSON_COMPACT);
     snprintf(out->detail, sizeof out->detail, "%s", text && strlen(text) < sizeof out->detail ? text : "{}");
@@ -72,9 +40,7 @@ static void put_detail(t2_dispatch_decision *out, json_t *d) {
 }
 
 static t2_status decide(void *p, t2_host *h, const t2_dispatch_request *rq, t2_dispatch_decision *out) {
-    state *s = p;
-    const char *stext = rq->settings_json && strcmp(rq->settings_json, "{}") ? rq->settings_json : s->config;
-    json_t *settings = json_loads(stext, 0, NULL);
+    json_t *settings = json_loads(t2p_settings(p, rq->settings_json), 0, NULL);
     if (!json_is_object(settings)) {
         json_decref(settings);
         api->log(h, T2_LOG_WARN, NAME ": settings are not a JSON object");
@@ -98,7 +64,7 @@ static t2_status decide(void *p, t2_host *h, const t2_dispatch_request *rq, t2_d
     t2_hexpert *classifier = NULL;
 #ifdef T2_CLASSIFIER
     const char *cname = json_string_value(json_object_get(settings, "expert"));
-    if (!cname) cname = json_is_array(arr) ? expert_where(arr, "label", CLASSIFIER_LABEL) : NULL;
+    if (!cname) cname = json_is_array(arr) ? t2p_expert_where(arr, "label", CLASSIFIER_LABEL, "name") : NULL;
     if (!cname) {
         api->log(h, T2_LOG_WARN, "classifier: no classification expert (settings \"expert\", or an expert labelled \"classifier\")");
         st = T2_ERR_NOT_FOUND;
@@ -123,7 +89,7 @@ static t2_status decide(void *p, t2_host *h, const t2_dispatch_request *rq, t2_d
             snprintf(first, sizeof first, "%s", res.text ? res.text : "");
             json_object_set_new(detail, "first_pass", json_string(first));
             if (k >= 0) {
-                const char *name = expert_where(arr, "label", labels[k]);
+                const char *name = t2p_expert_where(arr, "label", labels[k], "name");
                 snprintf(out->label, sizeof out->label, "%s", labels[k]);
                 if (name && (st = api->expert_open(h, name, &out->expert)) == T2_OK) json_object_set_new(detail, "expert", json_string(name));
             } else {
@@ -154,8 +120,8 @@ static const t2_plugin PLUGIN = {
     .name = NAME,
     .version = "1.0",
     .description = DESCRIPTION,
-    .init = init,
-    .fini = fini,
+    .init = t2p_config_init,
+    .fini = t2p_config_fini,
     .ops = &OPS,
 };
 
