@@ -85,7 +85,8 @@ struct t2x {
     prefix_entry *prefixes;              /* [prefix_slots] */
     uint64_t prefix_clock;
 
-    t2x_stats st;
+    t2x_stats st;               /* executor thread's counters */
+    t2x_stats pub;              /* their copy for other threads, published under mu after every step */
     double t_start;
 };
 
@@ -248,6 +249,9 @@ static void release_slot(t2x *x, t2x_seq *s) {
 /* s leaves its slot and is finished; the waiter may free it at once, so s is not touched afterwards. */
 static void end(t2x *x, t2x_seq *s, t2_status status, t2x_stop stop) {
     release_slot(x, s);
+    pthread_mutex_lock(&x->mu);   /* whoever waits for s sees counters that include it */
+    x->pub = x->st;
+    pthread_mutex_unlock(&x->mu);
     seq_finish(s, status, stop);
 }
 
@@ -451,16 +455,15 @@ static void *loop(void *arg) {
             x->work_head = w->next;
             if (!x->work_head) x->work_tail = NULL;
         }
-        x->st.active = x->n_active;
-        x->st.pending = x->n_pending;
         pthread_mutex_unlock(&x->mu);
 
         double t0 = now_s();
         if (x->n_active > 0) step(x);
         if (w) {
             w->status = w->fn(w->user, x->model, x->svd);
-            pthread_mutex_lock(&x->mu);
             x->st.work_items++;
+            pthread_mutex_lock(&x->mu);
+            x->pub = x->st;
             w->done = 1;
             pthread_cond_broadcast(&x->cv);
             pthread_mutex_unlock(&x->mu);
@@ -469,6 +472,7 @@ static void *loop(void *arg) {
         pthread_mutex_lock(&x->mu);
         x->st.busy_seconds += dt;
         x->st.active = x->n_active;
+        x->pub = x->st;
         pthread_mutex_unlock(&x->mu);
     }
     /* shutting down: everything still here ends */
@@ -601,7 +605,7 @@ int t2x_n_ctx(const t2x *x) { return x->n_ctx; }
 
 void t2x_get_stats(t2x *x, t2x_stats *st) {
     pthread_mutex_lock(&x->mu);
-    *st = x->st;
+    *st = x->pub;
     st->pending = x->n_pending;
     st->uptime_seconds = now_s() - x->t_start;
     pthread_mutex_unlock(&x->mu);
