@@ -37,10 +37,26 @@ t2_svd *svf_load_svd(t2_model *m, t2_modules modules, const char *path, int dtyp
     return t2_svd_load(m, &p, err);
 }
 
+/* --lora FILE: the LoRA and its adapter; the SVF options do not apply. */
+static int select_lora(const char *file, int svf_opts, t2_model *m, svf_sel *sel) {
+    if (svf_opts) {
+        fprintf(stderr, "t2: --lora does not combine with --expert, --mix, --apply, --modules or --svd-cache\n");
+        return T2_EXIT_USAGE;
+    }
+    t2_status s;
+    if (!(sel->lora = t2_lora_load(file, m, &s))) return cli_fail("cannot load LoRA", s);
+    if (!(sel->adapter = t2_adapter_new_lora(sel->lora, &s))) {
+        svf_sel_free(sel);
+        return cli_fail("adapter", s);
+    }
+    return T2_EXIT_OK;
+}
+
 int svf_select(cli_opts *o, t2_model *m, int need_svd, svf_sel *sel) {
     memset(sel, 0, sizeof *sel);
     const char *ex = cli_str(o, "expert"), *mix = cli_str(o, "mix"), *apply = cli_str(o, "apply");
-    const char *mods = cli_str(o, "modules"), *cache = cli_str(o, "svd-cache");
+    const char *mods = cli_str(o, "modules"), *cache = cli_str(o, "svd-cache"), *lora = cli_str(o, "lora");
+    if (lora) return select_lora(lora, ex || mix || apply || mods || cache, m, sel);
     if (!ex && !mix && need_svd) { /* the cache alone, e.g. for gradients at z = 1 */
         t2_modules modules = T2_MODULES_MLP;
         t2_status s;
@@ -137,6 +153,7 @@ void svf_sel_free(svf_sel *sel) {
     free(sel->parts);
     free(sel->alpha);
     t2_adapter_free(sel->adapter);
+    t2_lora_free(sel->lora);
     t2_expert_free(sel->expert);
     t2_svd_free(sel->svd);
     memset(sel, 0, sizeof *sel);

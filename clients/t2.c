@@ -2,6 +2,7 @@
  * daemon t2d (remote*.c). */
 #include "cli.h"
 #include "cmd_grade.h"
+#include "cmd_lora.h"
 #include "cmd_model.h"
 #include "cmd_svf.h"
 #include "cmd_tok.h"
@@ -25,6 +26,7 @@ static const char *s_usage =
     "  logits and generate also take an SVF expert or mixture:\n"
     "      --expert E.safetensors | --mix E1.safetensors:0.3,E2.safetensors:0.7\n"
     "      [--apply factored|merged] [--modules mlp|attn|all] [--svd-cache FILE]\n"
+    "      or a LoRA: --lora L.safetensors\n"
     "  t2 model tokenize --model DIR [--no-special]        (UTF-8 text on stdin -> ids on one line)\n"
     "  t2 model detokenize --model DIR [--skip-special] [--no-cleanup]   (ids on stdin -> text)\n"
     "  t2 model chat --model DIR [--template NAME|FILE] [--system TEXT] --user TEXT [--assistant TEXT --user TEXT ...]\n"
@@ -33,9 +35,14 @@ static const char *s_usage =
     "               [--precision single|double] [--rebuild] [--verify]\n"
     "      build (or check) the SVD cache; prints time and reconstruction error per matrix\n"
     "  t2 model logprob-grad --model DIR --ids P1,P2,... --completion-start K [--expert E | --mix ...]\n"
-    "                        [--modules M] [--wrt z|alpha|weights] --out GRAD.safetensors\n"
+    "                        [--lora L] [--modules M] [--wrt z|alpha|weights|lora] [--kl-coef λ]\n"
+    "                        --out GRAD.safetensors\n"
     "      log p(ids[K:] | ids[:K]) and its gradient with respect to the z vectors (tensors named like\n"
-    "      an expert's), the mixture weights (\"alpha\"), or every weight (the checkpoint's names)\n"
+    "      an expert's), the mixture weights (\"alpha\"), every weight (the checkpoint's names), or a\n"
+    "      LoRA's factors (\"<weight>.lora_A\" / \".lora_B\"); --kl-coef: of J − λ·KL(adapted ‖ base)\n"
+    "  t2 model lora new --model DIR --rank R --alpha A [--modules mlp|attn|all] [--seed S] [--label L]\n"
+    "                    --out FILE\n"
+    "      a new LoRA (A uniform in ±1/√cols, B = 0: the base model until trained); W' = W + (alpha/rank)·B·A\n"
     "\n"
     "  t2 grade [--grader NAME] --task SPEC [--split S] --outputs OUTPUTS.jsonl [--json] [--workers N]\n"
     "           [--plugin-dir DIR] [--data-dir DIR] [--settings JSON]\n"
@@ -94,6 +101,7 @@ static const struct { const char *group, *name; cmd_fn fn; } s_cmds[] = {
     {"model", "chat", t2_cmd_model_chat},
     {"model", "logprob-grad", t2_cmd_model_logprob_grad},
     {"model", "expert", t2_cmd_model_expert},
+    {"model", "lora", t2_cmd_model_lora},
     /* remote: a NULL name is a one-word command */
     {"info", NULL, t2_cmd_info},
     {"plugins", NULL, t2_cmd_plugins},

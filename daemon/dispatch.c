@@ -19,11 +19,13 @@ static double now_s(void) {
 void t2d_decision_clear(t2d_decision *dc) {
     if (!dc) return;
     t2_expert_free(dc->expert);
+    t2_lora_free(dc->lora);
     memset(dc, 0, sizeof *dc);
 }
 
 int64_t t2d_decision_params(const t2d_decision *dc) {
     int64_t n = 0;
+    if (dc->lora) return (int64_t)t2_lora_n_params(dc->lora);
     if (dc->expert)
         for (int i = 0; i < t2_expert_count(dc->expert); i++) n += t2_expert_len(dc->expert, i);
     return n;
@@ -54,6 +56,12 @@ static t2_status explicit_mix(t2d *d, const char *tenant, const t2d_route *r, t2
     out->n_parts = k;
     char display[512];
     t2_status st;
+    if (k == 1 && !per_matrix && alpha[0] == 1.0f) {   /* one expert as it is: SVF or LoRA */
+        free(alpha);
+        st = t2d_expert_open(d, tenant, r->mix_names[0], &out->expert, &out->lora, err, cap);
+        if (st == T2_OK) snprintf(out->detail, sizeof out->detail, "{\"expert\": \"%s\"%s}", r->mix_names[0], out->lora ? ", \"kind\": \"lora\"" : "");
+        return st;
+    }
     out->expert = t2d_expert_mix(d, tenant, r->mix_names, alpha, k, per_matrix, display, sizeof display, err, cap, &st);
     free(alpha);
     if (out->expert) snprintf(out->detail, sizeof out->detail, "{\"mix\": \"%s\"}", display);
@@ -98,7 +106,9 @@ t2_status t2d_decide(t2d *d, const char *tenant, const t2d_route *r, t2d_decisio
                 snprintf(out->detail, sizeof out->detail, "%s", dd.detail[0] ? dd.detail : "{}");
                 if (dd.expert) {
                     out->expert = dd.expert->e;
+                    out->lora = dd.expert->lora;
                     dd.expert->e = NULL;
+                    dd.expert->lora = NULL;
                     out->n_parts = 1;
                     snprintf(out->names[0], sizeof out->names[0], "%s", dd.expert->name);
                     out->alpha[0] = 1;

@@ -118,9 +118,21 @@ static t2_status h_experts_json(t2_host *h, char **json) {
 
 static t2_status h_expert_open(t2_host *h, const char *name, t2_hexpert **out) {
     char err[512];
-    t2_status st;
-    t2_expert *e = t2d_expert_open(h->d, h->tenant, name, err, sizeof err, &st);
-    if (!e) return t2_set_error(st, "%s", err);
+    t2_expert *e = NULL;
+    t2_lora *lora = NULL;
+    t2_status st = t2d_expert_open(h->d, h->tenant, name, &e, &lora, err, sizeof err);
+    if (st != T2_OK) return t2_set_error(st, "%s", err);
+    if (lora) {
+        t2_hexpert *he = calloc(1, sizeof *he);
+        if (!he) {
+            t2_lora_free(lora);
+            return t2_set_error(T2_ERR_NOMEM, "out of memory");
+        }
+        he->lora = lora;
+        snprintf(he->name, sizeof he->name, "%s", name);
+        *out = he;
+        return T2_OK;
+    }
     return (*out = t2d_hexpert_wrap(e, name)) ? T2_OK : t2_set_error(T2_ERR_NOMEM, "out of memory");
 }
 
@@ -140,6 +152,7 @@ static t2_status h_expert_mix(t2_host *h, const t2_hexpert *const *experts, cons
     size_t o = (size_t)snprintf(name, sizeof name, "mix(");
     for (int i = 0; i < k; i++) {
         if (!experts[i]) return t2_set_error(T2_ERR_INVALID_ARG, "expert_mix: expert %d is NULL", i);
+        if (!experts[i]->e) return t2_set_error(T2_ERR_INVALID_ARG, "expert_mix: %s is a LoRA expert; LoRA experts are not mixed", experts[i]->name);
         es[i] = experts[i]->e;
         if (o < sizeof name)
             o += (size_t)snprintf(name + o, sizeof name - o, "%s%s:%.3g", i ? "," : "", experts[i]->name[0] ? experts[i]->name : "?",
@@ -159,12 +172,14 @@ static int is_policy_view(const t2_hexpert *e);
 static void h_expert_free(t2_hexpert *e) {
     if (!e || is_policy_view(e)) return;
     t2_expert_free(e->e);
+    t2_lora_free(e->lora);
     free(e);
 }
 
 static int h_n_matrices(t2_host *h) { return t2_svd_count(t2x_svd(h->d->x)); }
 
 static int64_t h_expert_n_params(const t2_hexpert *e) {
+    if (e->lora) return (int64_t)t2_lora_n_params(e->lora);
     int64_t n = 0;
     for (int i = 0; i < t2_expert_count(e->e); i++) n += t2_expert_len(e->e, i);
     return n;
@@ -172,11 +187,11 @@ static int64_t h_expert_n_params(const t2_hexpert *e) {
 
 /* The expert's z, all matrices concatenated: experts keep one array per matrix, so the host keeps them
  * contiguous by construction (t2_expert_z of matrix 0 is the start: see expert.c's single allocation). */
-static float *h_expert_z(t2_hexpert *e) { return t2_expert_count(e->e) ? t2_expert_z(e->e, 0) : NULL; }
+static float *h_expert_z(t2_hexpert *e) { return e->e && t2_expert_count(e->e) ? t2_expert_z(e->e, 0) : NULL; }
 
 static t2_status h_expert_save(t2_host *h, const t2_hexpert *e, const char *name, const char *label, const char *meta_json) {
     char err[512];
-    t2_status st = t2d_expert_store(h->d, h->tenant, name, label, e->e, meta_json, err, sizeof err);
+    t2_status st = t2d_expert_store(h->d, h->tenant, name, label, e->e, e->lora, meta_json, err, sizeof err);
     if (st != T2_OK) return t2_set_error(st, "%s", err);
     return T2_OK;
 }
@@ -234,13 +249,17 @@ static t2_status encode_prompt(t2d *d, const t2d_gen *g, int32_t **ids, size_t *
 
 /* The identity of the weights a prefix ran under, for the executor's prefix cache: 0 for the base
  * model, else a hash of the expert's z (FNV-1a over its bytes; experts are small). */
-static uint64_t weights_key(const t2_expert *e) {
-    if (!e) return 0;
+static uint64_t fnv(uint64_t h, const void *data, size_t n) {
+    const unsigned char *b = data;
+    for (size_t k = 0; k < n; k++) h = (h ^ b[k]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t weights_key(const t2_expert *e, const t2_lora *lora) {
     uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < t2_expert_count(e); i++) {
-        const unsigned char *b = (const unsigned char *)t2_expert_zc(e, i);
-        for (size_t k = 0; k < (size_t)t2_expert_len(e, i) * sizeof(float); k++) h = (h ^ b[k]) * 1099511628211ull;
-    }
+    if (lora) return fnv(h, t2_lora_paramsc(lora), t2_lora_n_params(lora) * sizeof(float)) | 1;
+    if (!e) return 0;
+    for (int i = 0; i < t2_expert_count(e); i++) h = fnv(h, t2_expert_zc(e, i), (size_t)t2_expert_len(e, i) * sizeof(float));
     return h | 1;
 }
 
@@ -347,14 +366,16 @@ t2_status t2d_generate(t2d *d, t2d_gen *gens, int n, char *err, size_t cap) {
         }
         g->ids = ids;
         g->n_prompt = g->n_ids = (int)nid;
-        if (g->expert && !(r->adapter = t2_adapter_new(t2x_svd(d->x), g->expert, T2_APPLY_FACTORED, &st))) {
+        if (g->lora) r->adapter = t2_adapter_new_lora(g->lora, &st);
+        else if (g->expert) r->adapter = t2_adapter_new(t2x_svd(d->x), g->expert, T2_APPLY_FACTORED, &st);
+        if ((g->lora || g->expert) && !r->adapter) {
             snprintf(err, cap, "expert: %s", t2_last_error());
             break;
         }
         int maxt = g->max_tokens > 0 && g->max_tokens < d->cfg.max_tokens ? g->max_tokens : d->cfg.max_tokens;
         t2x_seq_params sp = {.prompt = ids, .n_prompt = (int)nid, .adapter = r->adapter, .sampling = g->sampling,
                              .max_tokens = maxt, .stop_ids = stop_ids, .n_stop_ids = n_stop_ids, .on_token = on_token, .user = r,
-                             .n_prefix = system_prefix(d, g, ids, nid), .prefix_key = weights_key(g->expert),
+                             .n_prefix = system_prefix(d, g, ids, nid), .prefix_key = weights_key(g->expert, g->lora),
                              .group = tenant_group(g->tenant)};
         if (!(r->seq = t2x_seq_new(&sp, &st))) {
             snprintf(err, cap, "%s", t2_last_error());
@@ -457,7 +478,8 @@ static t2_status h_generate(t2_host *h, const char *const *prompts, const t2_hex
             return t2_set_error(T2_ERR_INVALID_ARG, "generate: prompt %d is NULL", i);
         }
         gens[i] = (t2d_gen){.prompt = prompts[i], .chat = p && p->chat, .system = p ? p->system : NULL,
-                            .expert = experts && experts[i] ? experts[i]->e : NULL, .sampling = sampling_of(h, p),
+                            .expert = experts && experts[i] ? experts[i]->e : NULL,
+                            .lora = experts && experts[i] ? experts[i]->lora : NULL, .sampling = sampling_of(h, p),
                             .max_tokens = p ? p->max_tokens : 0, .stop = p ? p->stop : NULL, .n_stop = p ? p->n_stop : 0,
                             .cancel = h->cancel, .cache_system = p && p->cache_system, .tenant = h->tenant};
     }
@@ -532,7 +554,7 @@ static t2_status h_score(t2_host *h, const char *prompt, const char *completion,
     t2_status st = encode_pair(d, prompt, system, chat, completion, &all, &n, &np);
     if (st == T2_OK && (np == 0 || n == np)) st = t2_set_error(T2_ERR_INVALID_ARG, "score: the prompt and the completion must not be empty");
     t2_adapter *ad = NULL;
-    if (st == T2_OK && e) ad = t2_adapter_new(t2x_svd(d->x), e->e, T2_APPLY_FACTORED, &st);
+    if (st == T2_OK && e) ad = e->lora ? t2_adapter_new_lora(e->lora, &st) : t2_adapter_new(t2x_svd(d->x), e->e, T2_APPLY_FACTORED, &st);
     t2x_seq *s = NULL;
     if (st == T2_OK) {
         t2x_seq_params sp = {.prompt = all, .n_prompt = (int)n, .adapter = ad, .score_from = (int)np};
@@ -578,10 +600,22 @@ static t2_status h_grade(t2_host *h, const char *grader, const t2_task *task, co
 
 struct t2_policy {
     t2_hexpert view;             /* first: the policy's expert as plugins see it (borrowed) */
-    t2_svf_policy *pol;
+    t2_svf_policy *pol;          /* SVF: z = max_mult·σ(p) ... */
+    t2_lora *lora;               /* ... or LoRA: A and B trained directly */
     t2_adam *adam;
     t2_reinforce_params rp;
 };
+
+/* The policy's trainable parameters and their count. */
+static size_t policy_size(const t2_policy *p) { return p->lora ? t2_lora_n_params(p->lora) : t2_svf_policy_size(p->pol); }
+
+static void policy_settings(t2_policy *p, const t2_reinforce_settings *s) {
+    p->rp = t2_reinforce_default_params();
+    if (s->lr > 0) p->rp.adam.lr = s->lr;
+    p->rp.adam.clip = s->clip >= 0 ? s->clip : p->rp.adam.clip;
+    p->rp.kl_coef = s->kl_coef;
+    p->rp.normalize = s->normalize;
+}
 
 static int is_policy_view(const t2_hexpert *e) { return !strcmp(e->name, "\x01policy"); }
 
@@ -590,13 +624,13 @@ static t2_status h_policy_new(t2_host *h, const t2_hexpert *init, const t2_reinf
     t2_policy *p = calloc(1, sizeof *p);
     if (!p) return t2_set_error(T2_ERR_NOMEM, "policy: out of memory");
     t2_status st;
-    p->rp = t2_reinforce_default_params();
-    if (s->lr > 0) p->rp.adam.lr = s->lr;
-    p->rp.adam.clip = s->clip >= 0 ? s->clip : p->rp.adam.clip;
-    p->rp.kl_coef = s->kl_coef;
-    p->rp.normalize = s->normalize;
+    policy_settings(p, s);
     float max_mult = s->max_mult > 1 ? s->max_mult : 2.0f;
     const t2_svd *svd = t2x_svd(h->d->x);
+    if (init && !init->e) {
+        free(p);
+        return t2_set_error(T2_ERR_INVALID_ARG, "policy_new: the initial expert must be an SVF expert");
+    }
     if (!(p->pol = t2_svf_policy_new(svd, init ? init->e : NULL, max_mult, &st))) goto fail;
     if (!(p->adam = t2_adam_new(t2_svf_policy_size(p->pol), &p->rp.adam, &st))) goto fail;
     p->view.e = (t2_expert *)t2_svf_policy_expert(p->pol);
@@ -609,9 +643,31 @@ fail:
     return st;
 }
 
+static t2_status h_policy_new_lora(t2_host *h, int rank, float alpha, const char *modules, const t2_reinforce_settings *s,
+                                   t2_policy **out) {
+    if (!s || !out) return t2_set_error(T2_ERR_INVALID_ARG, "policy_new_lora: need settings");
+    t2_modules mods;
+    t2_status st = t2_modules_parse(modules && *modules ? modules : "attn", &mods);
+    if (st != T2_OK) return st;
+    t2_policy *p = calloc(1, sizeof *p);
+    if (!p) return t2_set_error(T2_ERR_NOMEM, "policy: out of memory");
+    policy_settings(p, s);
+    if (!(p->lora = t2_lora_new(t2x_model(h->d->x), mods, rank, alpha, h_rand_u64(h), &st)) ||
+        !(p->adam = t2_adam_new(t2_lora_n_params(p->lora), &p->rp.adam, &st))) {
+        t2_lora_free(p->lora);
+        free(p);
+        return st;
+    }
+    p->view.lora = p->lora;
+    snprintf(p->view.name, sizeof p->view.name, "\x01policy");
+    *out = p;
+    return T2_OK;
+}
+
 static void h_policy_free(t2_policy *p) {
     if (!p) return;
     t2_svf_policy_free(p->pol);
+    t2_lora_free(p->lora);
     t2_adam_free(p->adam);
     free(p);
 }
@@ -640,7 +696,13 @@ static t2_status do_update(void *user, t2_model *m, const t2_svd *svd) {
     (void)m;
     (void)svd;
     update_item *u = user;
-    u->gn = t2_svf_policy_update(u->p->pol, u->p->adam, u->dz);
+    if (u->p->lora) {   /* ascend: Adam descends −∂/∂θ */
+        size_t n = t2_lora_n_params(u->p->lora);
+        for (size_t i = 0; i < n; i++) u->dz[i] = -u->dz[i];
+        u->gn = t2_adam_step(u->p->adam, t2_lora_params(u->p->lora), u->dz);
+    } else {
+        u->gn = t2_svf_policy_update(u->p->pol, u->p->adam, u->dz);
+    }
     return T2_OK;
 }
 
@@ -648,12 +710,12 @@ static t2_status do_update(void *user, t2_model *m, const t2_svd *svd) {
  * inference batches between them instead of stalling for the whole step. */
 static t2_status h_reinforce_step(t2_host *h, t2_policy *p, const t2_rollout_in *rs, int B, t2_step_stats *st) {
     if (!p || !rs || B < 1) return t2_set_error(T2_ERR_INVALID_ARG, "reinforce_step: need a policy and B >= 1 rollouts");
-    size_t n = t2_svf_policy_size(p->pol);
+    size_t n = policy_size(p);
     t2_rollout *r = malloc((size_t)B * sizeof *r);
     float *adv = malloc((size_t)B * sizeof *adv), *dz = calloc(n ? n : 1, sizeof *dz);
     t2_status s = r && adv && dz ? T2_OK : t2_set_error(T2_ERR_NOMEM, "reinforce_step: out of memory");
     t2_adapter *ad = NULL;
-    if (s == T2_OK) ad = t2_adapter_new(t2x_svd(h->d->x), t2_svf_policy_expert(p->pol), T2_APPLY_FACTORED, &s);
+    if (s == T2_OK && !p->lora) ad = t2_adapter_new(t2x_svd(h->d->x), t2_svf_policy_expert(p->pol), T2_APPLY_FACTORED, &s);
     double mean = 0, lp_sum = 0, kl_sum = 0;
     long tokens = 0;
     if (s == T2_OK) {
@@ -661,8 +723,15 @@ static t2_status h_reinforce_step(t2_host *h, t2_policy *p, const t2_rollout_in 
         mean = t2_reinforce_advantages(r, B, &p->rp, adv);
     }
     for (int i = 0; s == T2_OK && i < B; i++) {
-        grad_item g = {.rq = {.ids = r[i].ids, .n = r[i].n, .k0 = r[i].k0, .weight = adv[i] / (float)B, .svd = t2x_svd(h->d->x),
-                              .adapter = ad, .dz = dz, .kl_coef = p->rp.kl_coef / (float)B}};
+        grad_item g = {.rq = {.ids = r[i].ids, .n = r[i].n, .k0 = r[i].k0, .weight = adv[i] / (float)B, .kl_coef = p->rp.kl_coef / (float)B}};
+        if (p->lora) {
+            g.rq.lora = p->lora;
+            g.rq.dlora = dz;
+        } else {
+            g.rq.svd = t2x_svd(h->d->x);
+            g.rq.adapter = ad;
+            g.rq.dz = dz;
+        }
         g.rq.kl = &g.kl;
         s = t2x_run(h->d->x, do_grad, &g);
         lp_sum += g.lp;
@@ -689,15 +758,15 @@ typedef struct policy_blob_head {
 } policy_blob_head;
 
 static t2_status h_policy_state(t2_policy *p, void **blob, size_t *len) {
-    size_t n = t2_svf_policy_size(p->pol);
+    size_t n = policy_size(p);
     size_t bytes = sizeof(policy_blob_head) + 3 * n * sizeof(float);
     char *b = malloc(bytes);
     if (!b) return t2_set_error(T2_ERR_NOMEM, "policy state: out of memory");
     long t;
     float *f = (float *)(b + sizeof(policy_blob_head));
-    memcpy(f, t2_svf_policy_params(p->pol), n * sizeof *f);
+    memcpy(f, p->lora ? t2_lora_paramsc(p->lora) : t2_svf_policy_params(p->pol), n * sizeof *f);
     t2_adam_get_state(p->adam, f + n, f + 2 * n, &t);
-    policy_blob_head hd = {{'T', '2', 'P', 'S'}, 1, n, t};
+    policy_blob_head hd = {{'T', '2', 'P', p->lora ? 'L' : 'S'}, 1, n, t};
     memcpy(b, &hd, sizeof hd);
     *blob = b;
     *len = bytes;
@@ -705,11 +774,11 @@ static t2_status h_policy_state(t2_policy *p, void **blob, size_t *len) {
 }
 
 static t2_status h_policy_restore(t2_policy *p, const void *blob, size_t len) {
-    size_t n = t2_svf_policy_size(p->pol);
+    size_t n = policy_size(p);
     policy_blob_head hd;
     if (!blob || len < sizeof hd) return t2_set_error(T2_ERR_FORMAT, "policy state: truncated (%zu bytes)", len);
     memcpy(&hd, blob, sizeof hd);
-    if (memcmp(hd.magic, "T2PS", 4)) return t2_set_error(T2_ERR_FORMAT, "policy state: bad magic");
+    if (memcmp(hd.magic, p->lora ? "T2PL" : "T2PS", 4)) return t2_set_error(T2_ERR_FORMAT, "policy state: bad magic (another kind of policy?)");
     if (hd.version != 1) return t2_set_error(T2_ERR_VERSION, "policy state: version %u, this build reads 1", hd.version);
     if (hd.n != n || len != sizeof hd + 3 * n * sizeof(float))
         return t2_set_error(T2_ERR_SHAPE, "policy state: %llu parameters, the model's experts have %zu", (unsigned long long)hd.n, n);
@@ -717,7 +786,8 @@ static t2_status h_policy_restore(t2_policy *p, const void *blob, size_t len) {
     float *copy = malloc((3 * n + 1) * sizeof *copy);
     if (!copy) return t2_set_error(T2_ERR_NOMEM, "policy state: out of memory");
     memcpy(copy, f, 3 * n * sizeof *copy);   /* the blob may be unaligned */
-    t2_svf_policy_set_params(p->pol, copy);
+    if (p->lora) memcpy(t2_lora_params(p->lora), copy, n * sizeof *copy);
+    else t2_svf_policy_set_params(p->pol, copy);
     t2_adam_set_state(p->adam, copy + n, copy + 2 * n, (long)hd.t);
     free(copy);
     return T2_OK;
@@ -728,6 +798,7 @@ static t2_status h_logprob_grad(t2_host *h, const t2_hexpert *e, const int32_t *
     if (!ids || n_prompt < 1 || n_prompt >= n_ids) return t2_set_error(T2_ERR_INVALID_ARG, "logprob_grad: need 1 <= n_prompt < n_ids");
     const t2_svd *svd = t2x_svd(h->d->x);
     t2_status st = T2_OK;
+    if (e && e->lora) return t2_set_error(T2_ERR_UNSUPPORTED, "logprob_grad: z gradients need an SVF expert, not a LoRA");
     t2_adapter *ad = e ? t2_adapter_new(svd, e->e, T2_APPLY_FACTORED, &st) : NULL;
     if (st != T2_OK) return st;
     grad_item g = {.rq = {.ids = ids, .n = n_ids, .k0 = n_prompt, .weight = weight, .svd = svd, .adapter = ad, .dz = dz}};
@@ -803,6 +874,7 @@ static const t2_host_api API = {
     .progress = h_progress,
     .checkpoint_save = h_checkpoint_save,
     .encode = h_encode,
+    .policy_new_lora = h_policy_new_lora,
 };
 
 const t2_host_api *t2d_host_api(void) { return &API; }

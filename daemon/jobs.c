@@ -200,7 +200,7 @@ static void run_eval(runner *r, t2_host *h) {
             if ((st = t2d_decide(d, r->job.tenant, &route, &dec[k], why, sizeof why)) != T2_OK) break;
             first += dec[k].seconds;
             if (t2d_decision_params(&dec[k]) > params) params = t2d_decision_params(&dec[k]);
-            gens[k] = (t2d_gen){.prompt = t->prompt, .chat = 1, .system = *t->system ? t->system : NULL, .expert = dec[k].expert,
+            gens[k] = (t2d_gen){.prompt = t->prompt, .chat = 1, .system = *t->system ? t->system : NULL, .expert = dec[k].expert, .lora = dec[k].lora,
                                 .sampling = sp, .max_tokens = max_tokens, .cancel = &r->cancel, .tenant = r->job.tenant};
         }
         if (st == T2_OK) st = t2d_generate(d, gens, m, why, sizeof why);

@@ -312,16 +312,20 @@ static void expert_import(server *s, const uint8_t *ident, size_t ilen, const T2
     }
     close(fd);
     t2_status st = T2_ERR_IO;
+    /* an SVF expert (any producer's z tensors), else a LoRA file made for this model */
     t2_expert *e = off == ei->data.len ? t2_expert_import(tmp, t2x_svd(d->x), &st) : NULL;
     char err[1024];
     if (!e) snprintf(err, sizeof err, "not an expert for this model: %s", st == T2_ERR_IO ? "cannot write it" : t2_last_error());
+    t2_status lst = T2_ERR_IO;
+    t2_lora *lora = !e && off == ei->data.len ? t2_lora_load(tmp, t2x_model(d->x), &lst) : NULL;
     unlink(tmp);
-    if (!e) return send_error(s, ident, ilen, rq->id, T2__ERROR_CODE__ERROR_BAD_REQUEST, "%s", err);
-    const char *label = *ei->label ? ei->label : t2_expert_meta(e, "label");
+    if (!e && !lora) return send_error(s, ident, ilen, rq->id, T2__ERROR_CODE__ERROR_BAD_REQUEST, "%s", err);
+    const char *label = *ei->label ? ei->label : e ? t2_expert_meta(e, "label") : t2_lora_meta(lora, "label");
     char labelbuf[129];
     snprintf(labelbuf, sizeof labelbuf, "%s", label ? label : "");
-    st = t2d_expert_store(d, tenant, ei->name, labelbuf, e, "{\"imported\": true}", err, sizeof err);
+    st = t2d_expert_store(d, tenant, ei->name, labelbuf, e, lora, "{\"imported\": true}", err, sizeof err);
     t2_expert_free(e);
+    t2_lora_free(lora);
     if (st != T2_OK) return send_error(s, ident, ilen, rq->id, code_of(st), "%s", err);
     T2__Reply r;
     T2__Ack ack = T2__ACK__INIT;
@@ -808,7 +812,7 @@ static void do_generate(worker_ctx *w) {
         sp.seed = sm->seed ? sm->seed : (uint64_t)(wall_s() * 1e6);
     }
     t2d_gen gen = {.prompt = g->prompt, .messages = msgs, .n_messages = (int)g->n_messages, .chat = g->n_messages > 0,
-                   .expert = dec.expert, .sampling = sp, .max_tokens = sm ? (int)sm->max_tokens : 0,
+                   .expert = dec.expert, .lora = dec.lora, .sampling = sp, .max_tokens = sm ? (int)sm->max_tokens : 0,
                    .stop = sm ? (const char *const *)sm->stop : NULL, .n_stop = sm ? (int)sm->n_stop : 0, .cancel = &f->cancel,
                    .tenant = f->tenant,
                    .on_text = g->stream ? on_text : NULL, .user = w};

@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <t2/plugin.h>
+#include <t2/lora.h>
 #include <t2/rng.h>
 #include <t2/svf.h>
 
@@ -69,7 +70,8 @@ void t2d_host_init(t2_host *h, t2d *d, const char *tenant, int64_t job, uint64_t
 
 /* An expert as handed to plugins: an engine expert plus the names it came from (for replies). */
 struct t2_hexpert {
-    t2_expert *e;
+    t2_expert *e;               /* an SVF expert, or NULL for a LoRA one */
+    t2_lora *lora;              /* a LoRA expert (the baseline), or NULL */
     char name[160];             /* "math", "mix(math:0.5,code:0.5)", "policy", "" for new */
 };
 t2_hexpert *t2d_hexpert_wrap(t2_expert *e, const char *name);
@@ -83,6 +85,7 @@ typedef struct t2d_gen {
     int chat;
     const char *system;
     const t2_expert *expert;            /* NULL = base */
+    const t2_lora *lora;                /* or a LoRA (exclusive with expert) */
     t2_sampler_params sampling;
     int max_tokens;
     const char *const *stop;
@@ -110,10 +113,11 @@ void t2d_gen_clear(t2d_gen *g);
 
 /* A safe expert name: 1..128 of [A-Za-z0-9._-], not starting with '.'. */
 int t2d_expert_name_ok(const char *name);
-/* Load tenant's visible expert `name`. Caller frees with t2_expert_free. */
-t2_expert *t2d_expert_open(t2d *d, const char *tenant, const char *name, char *err, size_t cap, t2_status *st);
-/* Write e for tenant as `name` (atomic), check the tenant's quota, register it. */
-t2_status t2d_expert_store(t2d *d, const char *tenant, const char *name, const char *label, t2_expert *e,
+/* Load tenant's visible expert `name`: an SVF expert into *e, or a LoRA expert into *lora (the other NULL).
+ * Caller frees with t2_expert_free / t2_lora_free. */
+t2_status t2d_expert_open(t2d *d, const char *tenant, const char *name, t2_expert **e, t2_lora **lora, char *err, size_t cap);
+/* Write e (SVF) or lora for tenant as `name` (atomic), check the tenant's quota, register it. */
+t2_status t2d_expert_store(t2d *d, const char *tenant, const char *name, const char *label, t2_expert *e, t2_lora *lora,
                            const char *meta_json, char *err, size_t cap);
 /* Build the mixture of tenant's experts names[k] with alpha (k, or k × n_matrices when per_matrix).
  * Caller frees with t2_expert_free; *label gets a display name. */
@@ -137,6 +141,7 @@ typedef struct t2d_route {
 #define T2D_DECISION_MAX_PARTS 16
 typedef struct t2d_decision {
     t2_expert *expert;             /* owned (t2d_decision_clear); NULL = base model */
+    t2_lora *lora;                 /* owned; a LoRA expert instead */
     char dispatch[129];            /* the plugin that decided, "" if none */
     char label[64];
     char detail[1024];             /* JSON object text */

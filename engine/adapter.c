@@ -1,9 +1,13 @@
 /* Adapters: a mixture compiled for one SVD cache, c = s ⊙ z · Σs / Σ(s ⊙ z) per matrix, and the
- * context's cache of merged weights W' = U diag(c) Vt (least recently used out, under a byte budget). */
+ * context's cache of merged weights W' = U diag(c) Vt (least recently used out, under a byte budget);
+ * or a LoRA (T2_APPLY_LORA: a private copy of its factors, no SVD cache). The SVF accessors
+ * (t2__adapter_c, _z, the merged cache) have nothing to give for a LoRA adapter and say so. */
 #include <t2/svf.h>
 #include <t2/error.h>
+#include <t2/lora.h>
 
 #include "adapter_cache.h"
+#include "lora_impl.h"
 #include "svf_impl.h"
 
 #include <stdatomic.h>
@@ -11,12 +15,13 @@
 #include <string.h>
 
 struct t2_adapter {
-    const t2_svd *svd;
+    const t2_svd *svd; /* NULL for a LoRA adapter */
     t2_apply mode;
     uint64_t id;
     float *c;          /* all matrices' c, concatenated */
     float *z;          /* the z' it was made from, same layout (for gradients) */
     size_t *off;       /* [n] start of matrix i in c */
+    t2_lora *lora;     /* T2_APPLY_LORA: the adapter's own copy */
 };
 
 static atomic_uint_fast64_t s_next_id = 1;
@@ -28,7 +33,8 @@ t2_adapter *t2_adapter_new(const t2_svd *svd, const t2_expert *e, t2_apply mode,
         return NULL;
     }
     if (mode != T2_APPLY_FACTORED && mode != T2_APPLY_MERGED) {
-        *err = t2_set_error(T2_ERR_INVALID_ARG, "adapter: unknown apply mode %d", (int)mode);
+        *err = mode == T2_APPLY_LORA ? t2_set_error(T2_ERR_INVALID_ARG, "adapter: LoRA adapters are made by t2_adapter_new_lora")
+                                     : t2_set_error(T2_ERR_INVALID_ARG, "adapter: unknown apply mode %d", (int)mode);
         return NULL;
     }
     size_t total = 0;
@@ -75,19 +81,43 @@ t2_adapter *t2_adapter_new(const t2_svd *svd, const t2_expert *e, t2_apply mode,
     return a;
 }
 
+t2_adapter *t2_adapter_new_lora(const t2_lora *l, t2_status *err) {
+    if (!l) {
+        *err = t2_set_error(T2_ERR_INVALID_ARG, "adapter: no LoRA");
+        return NULL;
+    }
+    t2_adapter *a = calloc(1, sizeof *a);
+    if (!a) {
+        *err = t2_set_error(T2_ERR_NOMEM, "adapter: out of memory");
+        return NULL;
+    }
+    if (!(a->lora = t2_lora_clone(l, err))) {
+        free(a);
+        return NULL;
+    }
+    a->mode = T2_APPLY_LORA;
+    a->id = atomic_fetch_add(&s_next_id, 1);
+    *err = T2_OK;
+    return a;
+}
+
 void t2_adapter_free(t2_adapter *a) {
     if (!a) return;
     free(a->c);
     free(a->z);
     free(a->off);
+    t2_lora_free(a->lora);
     free(a);
 }
 
 t2_apply t2_adapter_mode(const t2_adapter *a) { return a->mode; }
-const float *t2__adapter_c(const t2_adapter *a, int i) { return a->c + a->off[i]; }
-const float *t2__adapter_z(const t2_adapter *a, int i) { return a->z + a->off[i]; }
+/* SVF only: NULL for a LoRA adapter (callers check the mode first; this keeps a slip from reading
+ * out of bounds). */
+const float *t2__adapter_c(const t2_adapter *a, int i) { return a->c ? a->c + a->off[i] : NULL; }
+const float *t2__adapter_z(const t2_adapter *a, int i) { return a->z ? a->z + a->off[i] : NULL; }
 uint64_t t2__adapter_id(const t2_adapter *a) { return a->id; }
 const t2_svd *t2__adapter_svd(const t2_adapter *a) { return a->svd; }
+const t2_lora *t2__adapter_lora(const t2_adapter *a) { return a->lora; }
 
 /* ---------------- merged-weight cache ---------------- */
 
@@ -130,6 +160,10 @@ size_t t2_mcache_used(const t2_mcache *c) { return c->used; }
 
 const t2_weight *t2_mcache_get(t2_mcache *c, const t2_adapter *a, int mat, t2_status *err) {
     *err = T2_OK;
+    if (a->mode == T2_APPLY_LORA) {
+        *err = t2_set_error(T2_ERR_INVALID_ARG, "merged cache: a LoRA adapter has no SVF weights to merge");
+        return NULL;
+    }
     for (int i = 0; i < c->n; i++)
         if (c->e[i].id == a->id && c->e[i].mat == mat) {
             c->e[i].last = ++c->clock;

@@ -4,12 +4,14 @@
  *   h⁰ = E[ids];  per layer: a = rms(h)·w₁; q,k,v = lin(a); rope(q,k); o = attn(q,k,v)
  *   h' = h + lin_o(o); b = rms(h')·w₂; g = lin_g(b); u = lin_u(b); m = silu(g) ⊙ u; h = h' + lin_d(m)
  *   logits_t = rms(h_t)·w_f · Wlmᵀ for t = k0-1 .. T-2;  J = Σ log softmax(logits_t)[ids[t+1]]
- * lin(x) = x·Wᵀ (+ bias), or for an adapted matrix y = U (c ⊙ (Vᵀx)) with c = s ⊙ z · Σs/Σ(s ⊙ z).
+ * lin(x) = x·Wᵀ (+ bias), or for an adapted matrix y = U (c ⊙ (Vᵀx)) with c = s ⊙ z · Σs/Σ(s ⊙ z),
+ * or for a matrix a LoRA adapts y = x·Wᵀ (+ bias) + σ·(x·Aᵀ)·Bᵀ, σ = alpha/rank (σ·x·Aᵀ is kept).
  *
  * Backward, in reverse, with the standard identities:
  *   ∂J/∂logits_t = onehot(ids[t+1]) − softmax(logits_t)
  *   lin:      dx += dy·W, dW += dyᵀx, db += Σ dy
  *   factored: ds = dy·U, dc += Σ_t ds ⊙ (Vᵀx), dx += (c ⊙ ds)·Vᵀ
+ *   LoRA:     u = σ·dy·B; dx += dy·W + u·A, dA += uᵀ·x, dB += dyᵀ·(σ·x·Aᵀ)
  *   rms:      y = w ⊙ x·ρ, ρ = 1/√(mean x² + ε):  dx = ρ (w⊙dy) − ρ³/n · x · Σ(w⊙dy⊙x), dw += dy ⊙ xρ
  *   silu:     d g = dm ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))), du = dm ⊙ silu(g)
  *   attn:     P = softmax(q·kᵀ/√d) recomputed; dP = do·vᵀ; dv += Pᵀdo; dS = P ⊙ (dP − Σ P⊙dP);
@@ -21,6 +23,7 @@
 #include <t2/error.h>
 
 #include "forward_impl.h"
+#include "lora_impl.h"
 #include "matmul.h"
 #include "model_impl.h"
 #include "svf_impl.h"
@@ -133,12 +136,14 @@ t2_weight_grads *t2_weight_grads_new(const t2_model *m, t2_status *err) {
 typedef struct layer_acts {
     float *x_in, *xn1, *r1, *q, *k, *v, *att, *x_mid, *xn2, *r2, *g, *u, *act;
     float *t[T2_N_KINDS];     /* Vᵀx of adapted matrices, [T × r] */
+    float *xa[T2_N_KINDS];    /* σ·x·Aᵀ of the matrices a LoRA adapts, [T × rank] */
 } layer_acts;
 
 typedef struct tr {
     t2_model *m;
     const t2_grad_request *rq;
     const t2_svd *svd;
+    const t2_lora *lora;      /* rq->lora */
     t2_mm mm;
     int T, H, F, qd, kvd, hd;
     float *cs, *sn;           /* rope tables [T × hd/2] */
@@ -156,13 +161,42 @@ static const float *c_of(const tr *t, int mi) {
 }
 
 static int adapted(const tr *t, int layer, int kind) { return t->svd ? t2__svd_index(t->svd, layer, kind) : -1; }
+static int lora_adapted(const tr *t, int layer, int kind) { return t->lora ? t2__lora_index(t->lora, layer, kind) : -1; }
+
+/* y[T × rows] += σ·(x·Aᵀ)·Bᵀ for LoRA matrix li, keeping xa = σ·x·Aᵀ [T × rank]. */
+static void lora_forward(tr *t, int li, const float *x, float *y, float *xa) {
+    const t2_weight *A = t2__lora_A(t->lora, li), *B = t2__lora_B(t->lora, li);
+    size_t T = (size_t)t->T, rk = (size_t)A->rows, N = (size_t)B->rows;
+    float sg = t2__lora_scale(t->lora);
+    t2_matmul_forward(&t->mm, xa, rk, x, (size_t)A->cols, A, NULL, t->T);
+    for (size_t i = 0; i < T * rk; i++) xa[i] *= sg;
+    t2_matmul_forward(&t->mm, t->tmp, N, xa, rk, B, NULL, t->T);
+    for (size_t i = 0; i < T * N; i++) y[i] += t->tmp[i];
+}
+
+/* The LoRA part of lin_back: dx += σ·(dy·B)·A; into dlora (if asked) dA += σ·(dy·B)ᵀ·x, dB += dyᵀ·xa. */
+static void lora_back(tr *t, int li, const float *dy, const float *x, const float *xa, float *dx) {
+    const t2_weight *A = t2__lora_A(t->lora, li), *B = t2__lora_B(t->lora, li);
+    size_t T = (size_t)t->T, rk = (size_t)A->rows, K = (size_t)A->cols, N = (size_t)B->rows;
+    float sg = t2__lora_scale(t->lora), *u = t->tmp;
+    memset(u, 0, T * rk * sizeof *u);
+    t2_matmul_backward_input(&t->mm, u, rk, dy, N, B, t->T);
+    for (size_t i = 0; i < T * rk; i++) u[i] *= sg;
+    t2_matmul_backward_input(&t->mm, dx, K, u, rk, A, t->T);
+    if (t->rq->dlora) {
+        float *dA = t->rq->dlora + t2__lora_offset(t->lora, li), *dB = dA + rk * K;
+        t2_matmul_backward_weight(&t->mm, dA, u, rk, x, K, A, t->T);
+        t2_matmul_backward_weight(&t->mm, dB, dy, N, xa, rk, B, t->T);
+    }
+}
 
 /* y[T × rows] = lin(x[T × cols]) for (layer, kind), saving Vᵀx for adapted matrices. */
 static void lin(tr *t, int layer, int kind, const float *x, float *y, const float *bias) {
     const t2_weight *w = t2_model_matrix(t->m, layer, kind, NULL, 0);
-    int mi = adapted(t, layer, kind), T = t->T;
+    int mi = adapted(t, layer, kind), li = lora_adapted(t, layer, kind), T = t->T;
     if (mi < 0) {
         t2_matmul_forward(&t->mm, y, (size_t)w->rows, x, (size_t)w->cols, w, bias, T);
+        if (li >= 0) lora_forward(t, li, x, y, t->la[layer].xa[kind]);
         return;
     }
     const t2_weight *U = t2__svd_U(t->svd, mi), *Vt = t2__svd_Vt(t->svd, mi);
@@ -178,7 +212,7 @@ static void lin(tr *t, int layer, int kind, const float *x, float *y, const floa
 /* dx[T × cols] += backward of lin, given dy[T × rows] and its input x. */
 static void lin_back(tr *t, int layer, int kind, const float *dy, const float *x, float *dx, int bias_slot) {
     const t2_weight *w = t2_model_matrix(t->m, layer, kind, NULL, 0);
-    int mi = adapted(t, layer, kind), T = t->T;
+    int mi = adapted(t, layer, kind), li = lora_adapted(t, layer, kind), T = t->T;
     t2_weight_grads *g = t->rq->dw;
     if (g && bias_slot >= 0) {
         int bi = g->layer[layer * LAYER_SLOTS + bias_slot];
@@ -190,6 +224,7 @@ static void lin_back(tr *t, int layer, int kind, const float *dy, const float *x
         t2_matmul_backward_input(&t->mm, dx, (size_t)w->cols, dy, (size_t)w->rows, w, T);
         if (g) t2_matmul_backward_weight(&t->mm, g->data[g->layer[layer * LAYER_SLOTS + kind]], dy, (size_t)w->rows, x,
                                          (size_t)w->cols, w, T);
+        if (li >= 0) lora_back(t, li, dy, x, t->la[layer].xa[kind], dx);
         return;
     }
     const t2_weight *U = t2__svd_U(t->svd, mi), *Vt = t2__svd_Vt(t->svd, mi);
@@ -334,6 +369,7 @@ static t2_status alloc_tr(tr *t) {
         for (int k = 0; k < T2_N_KINDS; k++) {
             int mi = adapted(t, l, k);
             if (mi >= 0) tsum += (size_t)T * (size_t)t2_svd_rank(t->svd, mi);
+            if (lora_adapted(t, l, k) >= 0) tsum += (size_t)T * (size_t)t2_lora_rank(t->lora);
         }
     size_t total = (size_t)L * per_layer + tsum + (size_t)T * (H + 1) + 2 * (size_t)T * maxk + rsum +
                    (size_t)T * (size_t)(t->hd / 2) * 2;
@@ -355,6 +391,7 @@ static t2_status alloc_tr(tr *t) {
         for (int k = 0; k < T2_N_KINDS; k++) {
             int mi = adapted(t, l, k);
             a->t[k] = mi >= 0 ? TAKE((size_t)T * (size_t)t2_svd_rank(t->svd, mi)) : NULL;
+            a->xa[k] = lora_adapted(t, l, k) >= 0 ? TAKE((size_t)T * (size_t)t2_lora_rank(t->lora)) : NULL;
         }
     }
     t->xf = TAKE(T * H), t->rf = TAKE((size_t)T), t->tmp = TAKE(T * maxk), t->tmp2 = TAKE(T * maxk), t->dcs = TAKE(rsum);
@@ -395,14 +432,21 @@ static t2_status check_request(const t2_model *m, const t2_grad_request *rq) {
     for (int i = 0; i < rq->n; i++)
         if (rq->ids[i] < 0 || rq->ids[i] >= m->cfg.vocab_size)
             return t2_set_error(T2_ERR_RANGE, "logprob-grad: token id %d at %d is outside the vocabulary", rq->ids[i], i);
+    if (rq->adapter && t2_adapter_mode(rq->adapter) == T2_APPLY_LORA)
+        return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: a LoRA goes in the request as lora, not as an adapter");
+    if (rq->lora && (rq->adapter || rq->dz || rq->dw))
+        return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: a LoRA request takes no SVF adapter, dz or weight gradients");
+    if (rq->lora && t2__lora_model(rq->lora) != m)
+        return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: the LoRA was made for another model");
+    if (rq->dlora && !rq->lora) return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: dlora needs the LoRA (lora)");
     if (rq->adapter && !rq->svd) return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: an adapter needs its SVD cache");
     if (rq->adapter && t2__adapter_svd(rq->adapter) != rq->svd)
         return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: the adapter belongs to another SVD cache");
     if (rq->dz && !rq->svd) return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: dz needs the SVD cache");
     if (rq->dw && (rq->adapter || rq->dz))
         return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: weight gradients are for the base model, without z");
-    if (rq->kl_coef < 0 || (rq->kl_coef > 0 && !rq->adapter))
-        return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: the KL coefficient must be >= 0 and needs an adapter");
+    if (!(rq->kl_coef >= 0) || (rq->kl_coef > 0 && !rq->adapter && !rq->lora))
+        return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: the KL coefficient must be >= 0 and needs an adapter or a LoRA");
     if (rq->svd && t2__svd_model(rq->svd) != m) return t2_set_error(T2_ERR_INVALID_ARG, "logprob-grad: the SVD cache belongs to another model");
     return T2_OK;
 }
@@ -412,8 +456,9 @@ t2_status t2_logprob_grad(t2_model *m, const t2_grad_request *rq, double *logpro
     if (st) return st;
     const t2_model_config *c = &m->cfg;
     /* the factored path only where z matters; weight gradients need the plain matrices */
-    tr t = {.m = m, .rq = rq, .svd = rq->dz || rq->adapter ? rq->svd : NULL, .T = rq->n, .H = c->hidden_size, .F = c->intermediate_size,
-            .qd = c->n_heads * c->head_dim, .kvd = c->n_kv_heads * c->head_dim, .hd = c->head_dim};
+    tr t = {.m = m, .rq = rq, .svd = rq->dz || rq->adapter ? rq->svd : NULL, .lora = rq->lora, .T = rq->n,
+            .H = c->hidden_size, .F = c->intermediate_size, .qd = c->n_heads * c->head_dim,
+            .kvd = c->n_kv_heads * c->head_dim, .hd = c->head_dim};
     if ((st = alloc_tr(&t))) {
         free_tr(&t);
         return st;
@@ -467,7 +512,7 @@ t2_status t2_logprob_grad(t2_model *m, const t2_grad_request *rq, double *logpro
 
     /* ---- the base model's logits, for the KL term ---- */
     float *base = NULL;
-    if (rq->adapter && (rq->kl_coef > 0 || rq->kl)) {
+    if ((rq->adapter || rq->lora) && (rq->kl_coef > 0 || rq->kl)) {
         if (!(base = malloc((size_t)n_out * V * sizeof *base))) {
             st = t2_set_error(T2_ERR_NOMEM, "logprob-grad: out of memory");
             goto out;

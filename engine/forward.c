@@ -7,7 +7,10 @@
  *   logits = rmsnorm(h)·w_final · Wlmᵀ   (only for the rows asked for)
  * RoPE pairs dimension i with i + d/2 ("rotate_half"); angles are computed in f32 as
  * (float)pos · inv_freq exactly as the reference does, so long positions agree too.
- * All scratch is allocated by t2_ctx_new; nothing is allocated per batch. */
+ * Rows may carry adapters (t2_ctx_decode_adapted): SVF (factored or merged W') or LoRA, where a
+ * projection is W x + (alpha/rank)·B(A x) for the matrices the LoRA adapts.
+ * All scratch is allocated by t2_ctx_new (and the adapted rows' scratch once, by t2_ctx_set_svd or the
+ * first batch with a LoRA row); nothing is allocated per batch. */
 #include <t2/model.h>
 #include <t2/error.h>
 
@@ -15,6 +18,7 @@
 
 #include "adapter_cache.h"
 #include "forward_impl.h"
+#include "lora_impl.h"
 #include "matmul.h"
 #include "model_impl.h"
 #include "svf_impl.h"
@@ -41,10 +45,12 @@ struct t2_ctx {
     int *out_rows;         /* [B] rows whose logits are wanted */
     t2_mm mm;
     size_t max_k;          /* widest matrix dimension (H, F or q_dim) */
-    /* SVF (t2_ctx_set_svd) */
+    /* SVF (t2_ctx_set_svd) and LoRA adapters */
     const t2_svd *svd;
     t2_mcache *mcache;
-    float *xg, *yg, *tg;   /* [B × max_k] gathered rows, outputs, and Vᵀx of the factored path */
+    float *xg, *yg, *tg;   /* [B × max_k] gathered rows, outputs, and Vᵀx of the factored path or A x of
+                            * LoRA rows (rank ≤ min(rows, cols) ≤ max_k); allocated once, by t2_ctx_set_svd
+                            * or the first batch with a LoRA row */
     int *grp;              /* [B] row indices of one group */
     uint8_t *fallback;     /* [B] merged rows whose W' does not fit the cache: run factored */
 };
@@ -304,20 +310,27 @@ static void rows_run(t2_ctx *c, t2_task_fn fn, const float *w, int R, int n) {
     t2_pool_run(c->m->pool, (R + per - 1) / per, fn, &j);
 }
 
-/* ---------------- SVF ---------------- */
+/* ---------------- SVF and LoRA ---------------- */
+
+/* The scratch of adapted rows, once per context. */
+static t2_status adapter_scratch(t2_ctx *c) {
+    if (c->xg && c->yg && c->tg && c->grp && c->fallback) return T2_OK;
+    size_t n = (size_t)c->p.n_batch * c->max_k;
+    if (!c->xg) c->xg = malloc(n * sizeof *c->xg);
+    if (!c->yg) c->yg = malloc(n * sizeof *c->yg);
+    if (!c->tg) c->tg = malloc(n * sizeof *c->tg);
+    if (!c->grp) c->grp = malloc((size_t)c->p.n_batch * sizeof *c->grp);
+    if (!c->fallback) c->fallback = malloc((size_t)c->p.n_batch);
+    if (!c->xg || !c->yg || !c->tg || !c->grp || !c->fallback)
+        return t2_set_error(T2_ERR_NOMEM, "context: out of memory for the scratch of adapted rows");
+    return T2_OK;
+}
 
 t2_status t2_ctx_set_svd(t2_ctx *c, const t2_svd *svd, size_t budget) {
     if (svd && t2__svd_model(svd) != c->m)
         return t2_set_error(T2_ERR_INVALID_ARG, "context: the SVD cache belongs to another model");
-    size_t n = (size_t)c->p.n_batch * c->max_k;
-    if (!c->xg) {
-        c->xg = malloc(n * sizeof *c->xg);
-        c->yg = malloc(n * sizeof *c->yg);
-        c->tg = malloc(n * sizeof *c->tg);
-        c->grp = malloc((size_t)c->p.n_batch * sizeof *c->grp);
-        c->fallback = malloc((size_t)c->p.n_batch);
-        if (!c->xg || !c->yg || !c->tg || !c->grp || !c->fallback) return t2_set_error(T2_ERR_NOMEM, "context: out of memory for SVF scratch");
-    }
+    t2_status st = adapter_scratch(c);
+    if (st) return st;
     t2_mcache_free(c->mcache);
     c->mcache = t2_mcache_new(budget ? budget : (size_t)4 << 30);
     if (!c->mcache) return t2_set_error(T2_ERR_NOMEM, "context: out of memory");
@@ -364,18 +377,54 @@ static void run_factored(t2_ctx *c, const t2_adapter *const *ad, const int *rows
     for (int i = 0; i < n; i++) memcpy(out + (size_t)rows[i] * ldo, c->yg + i * N, N * sizeof(float));
 }
 
+/* LoRA rows: out[r] += (alpha/rank) · B (A x[r]), one group of rows per LoRA adapter that adapts
+ * (layer, kind), two thin matmuls each (x Aᵀ: [n × rank], then · Bᵀ). The base part W x of these rows
+ * was computed with the base rows. */
+static void run_lora(t2_ctx *c, const t2_adapter *const *ad, int R, int layer, int kind, float *out, size_t ldo,
+                     const float *x, size_t ldx) {
+    for (int r = 0; r < R; r++) {
+        const t2_lora *l = ad[r] ? t2__adapter_lora(ad[r]) : NULL;
+        int li = l ? t2__lora_index(l, layer, kind) : -1;
+        if (li < 0) continue;
+        int first = 1;
+        for (int q = 0; q < r && first; q++) first = ad[q] != ad[r];
+        if (!first) continue;
+        int n = 0;
+        for (int q = r; q < R; q++)
+            if (ad[q] == ad[r]) c->grp[n++] = q;
+        const t2_weight *A = t2__lora_A(l, li), *B = t2__lora_B(l, li);
+        size_t K = (size_t)A->cols, rk = (size_t)A->rows, N = (size_t)B->rows;
+        const float *xs = x;
+        size_t lds = ldx;
+        if (n != R) {
+            for (int i = 0; i < n; i++) memcpy(c->xg + i * K, x + (size_t)c->grp[i] * ldx, K * sizeof(float));
+            xs = c->xg;
+            lds = K;
+        }
+        t2_matmul_forward(&c->mm, c->tg, rk, xs, lds, A, NULL, n);
+        t2_matmul_forward(&c->mm, c->yg, N, c->tg, rk, B, NULL, n);
+        float s = t2__lora_scale(l);
+        for (int i = 0; i < n; i++) {
+            float *o = out + (size_t)c->grp[i] * ldo;
+            const float *y = c->yg + i * N;
+            for (size_t j = 0; j < N; j++) o[j] += s * y[j];
+        }
+    }
+}
+
 /* One projection of one layer for a batch whose rows may each carry an adapter. */
 static t2_status proj(t2_ctx *c, const t2_adapter *const *ad, int R, int layer, int kind, float *out, size_t ldo,
                       const float *x, size_t ldx, const t2_weight *w, const float *bias) {
     int mi = ad && c->svd ? t2__svd_index(c->svd, layer, kind) : -1;
     if (mi < 0) {
         t2_matmul_forward(&c->mm, out, ldo, x, ldx, w, bias, R);
+        if (ad) run_lora(c, ad, R, layer, kind, out, ldo, x, ldx);
         return T2_OK;
     }
     int n = 0;
-    /* base rows */
+    /* base rows (LoRA rows too: W x, then their low-rank part) */
     for (int r = 0; r < R; r++)
-        if (!ad[r]) c->grp[n++] = r;
+        if (!ad[r] || t2_adapter_mode(ad[r]) == T2_APPLY_LORA) c->grp[n++] = r;
     if (n) run_rows(c, c->grp, n, R, out, ldo, x, ldx, w);
     /* merged rows, one group per adapter; an adapter whose W' cannot be cached runs factored */
     for (int r = 0; r < R; r++) c->fallback[r] = 0;
@@ -403,6 +452,7 @@ static t2_status proj(t2_ctx *c, const t2_adapter *const *ad, int R, int layer, 
         if (ad[r] && (t2_adapter_mode(ad[r]) == T2_APPLY_FACTORED || c->fallback[r])) c->grp[n++] = r;
     if (n) run_factored(c, ad, c->grp, n, R, mi, out, ldo, x, ldx);
     if (bias) t2_add_bias(out, ldo, bias, R, w->rows);
+    run_lora(c, ad, R, layer, kind, out, ldo, x, ldx);
     return T2_OK;
 }
 
@@ -414,6 +464,13 @@ t2_status t2_ctx_decode_adapted(t2_ctx *c, const t2_batch *b, const t2_adapter *
     if (ad && b)
         for (int r = 0; r < b->n; r++) {
             if (!ad[r]) continue;
+            if (t2_adapter_mode(ad[r]) == T2_APPLY_LORA) {
+                if (t2__lora_model(t2__adapter_lora(ad[r])) != c->m)
+                    return t2_set_error(T2_ERR_INVALID_ARG, "decode: row %d's LoRA adapter was made for another model", r);
+                t2_status s = adapter_scratch(c);
+                if (s) return s;
+                continue;
+            }
             if (!c->svd) return t2_set_error(T2_ERR_INVALID_ARG, "decode: row %d has an adapter but the context has no SVD cache", r);
             if (t2__adapter_svd(ad[r]) != c->svd)
                 return t2_set_error(T2_ERR_INVALID_ARG, "decode: row %d's adapter was made for another SVD cache", r);

@@ -7,6 +7,9 @@
  *   sft (T2_TRAINER_SFT): next-token training of z on the reference answers (task solution, else answer):
  *     each rollout is (prompt, reference) with reward +1, so the step ascends the mean log-likelihood of
  *     the references (the paper's ablation of the objective). No sampling.
+ *   lora (T2_TRAINER_LORA): the LoRA baseline (paper Tables 1 and 4): the same loop training LoRA's A and B
+ *     instead of z, by "objective": "reinforce" (default) or "sft"; settings rank (16), alpha (32),
+ *     modules ("attn": q, k, v, o; or "mlp", "all").
  *
  * Each step samples `batch` training tasks, generates one answer per task under the current expert
  * (temperature sampling), grades them (+1 correct, −1 wrong), and takes one REINFORCE step through the
@@ -29,6 +32,9 @@
 #include "classify.h"
 #define TRAINER "cls"
 #define DESCRIPTION "the classification expert: REINFORCE on the first-pass classification prompt, graded by the label grader"
+#elif defined(T2_TRAINER_LORA)
+#define TRAINER "lora"
+#define DESCRIPTION "the LoRA baseline: A and B trained by REINFORCE or on reference answers, best by validation kept"
 #elif defined(T2_TRAINER_SFT)
 #define TRAINER "sft"
 #define DESCRIPTION "SVF by next-token likelihood of the reference answers (no sampling), best expert by validation kept"
@@ -41,6 +47,10 @@ static const t2_host_api *api;
 
 typedef struct settings {
     int steps, batch, max_tokens, eval_every, val_size, normalize;
+    int references;          /* train on (prompt, reference) with reward +1 instead of sampled rollouts */
+    int rank;                /* lora */
+    double alpha;            /* lora */
+    char modules[8];         /* lora */
     double lr, clip, kl_coef, max_mult, temperature;
     char train_split[32], val_split[32];
 } settings;
@@ -52,7 +62,8 @@ typedef struct state {
     t2_dataset *train, *val;
     t2_policy *pol;
     int64_t n_params;
-    float *best_z;           /* [n_params] the best expert by validation accuracy so far */
+    void *best;              /* policy_state of the best expert by validation accuracy so far (host-owned) */
+    size_t best_len;
     double best_acc;
     int step;
 #ifdef T2_TRAINER_CLS
@@ -95,7 +106,7 @@ static t2_status parse_settings(const char *text, settings *s, char *why, size_t
         return T2_ERR_INVALID_ARG;
     }
     static const char *known[] = {"steps", "batch", "lr", "clip", "kl_coef", "max_mult", "normalize", "temperature", "max_tokens",
-                                  "eval_every", "val_size", "train_split", "val_split", "seed", "labels"};
+                                  "eval_every", "val_size", "train_split", "val_split", "seed", "labels", "rank", "alpha", "modules", "objective"};
     const char *key;
     json_t *v;
     json_object_foreach(o, key, v) {
@@ -118,6 +129,19 @@ static t2_status parse_settings(const char *text, settings *s, char *why, size_t
     s->max_tokens = (int)num(o, "max_tokens", s->max_tokens);
     s->eval_every = (int)num(o, "eval_every", s->eval_every);
     s->val_size = (int)num(o, "val_size", s->val_size);
+#ifdef T2_TRAINER_SFT
+    s->references = 1;
+#endif
+    s->rank = (int)num(o, "rank", 16);
+    s->alpha = num(o, "alpha", 2.0 * s->rank);
+    const char *mods = json_string_value(json_object_get(o, "modules")), *obj = json_string_value(json_object_get(o, "objective"));
+    snprintf(s->modules, sizeof s->modules, "%s", mods ? mods : "attn");
+    if (obj && !strcmp(obj, "sft")) s->references = 1;
+    else if (obj && strcmp(obj, "reinforce")) {
+        snprintf(why, cap, "objective \"%s\": use reinforce or sft", obj);
+        json_decref(o);
+        return T2_ERR_INVALID_ARG;
+    }
     const char *ts = json_string_value(json_object_get(o, "train_split")), *vs = json_string_value(json_object_get(o, "val_split"));
     if (ts) snprintf(s->train_split, sizeof s->train_split, "%s", ts);
     if (vs) snprintf(s->val_split, sizeof s->val_split, "%s", vs);
@@ -136,7 +160,7 @@ static void state_free(state *st) {
     if (st->train) api->dataset_close(st->train);
     if (st->val) api->dataset_close(st->val);
     api->policy_free(st->pol);
-    free(st->best_z);
+    if (st->best) api->free(st->best);
     free(st->expert_name);
     free(st->label);
     free(st->grader);
@@ -193,13 +217,14 @@ static t2_status validate(state *st, t2_host *h, double *acc) {
     return s;
 }
 
-/* checkpoint: "T2RF" v1, step, best_acc, n_params, best z, then the policy's own state */
+/* checkpoint: "T2RF" v2, step, best_acc, the best state's length, the best state, then the current
+ * state (both policy_state blobs: parameters and Adam moments). */
 typedef struct ck_head {
     char magic[4];
     uint32_t version;
     int64_t step;
     double best_acc;
-    int64_t n_params;
+    uint64_t best_len;
 } ck_head;
 
 static t2_status save_checkpoint(state *st, t2_host *h) {
@@ -207,35 +232,49 @@ static t2_status save_checkpoint(state *st, t2_host *h) {
     size_t pl = 0;
     t2_status s = api->policy_state(st->pol, &ps, &pl);
     if (s != T2_OK) return s;
-    size_t zb = (size_t)st->n_params * sizeof(float), len = sizeof(ck_head) + zb + pl;
+    size_t len = sizeof(ck_head) + st->best_len + pl;
     char *b = malloc(len);
     if (!b) {
         api->free(ps);
         return T2_ERR_NOMEM;
     }
-    ck_head hd = {{'T', '2', 'R', 'F'}, 1, st->step, st->best_acc, st->n_params};
+    ck_head hd = {{'T', '2', 'R', 'F'}, 2, st->step, st->best_acc, st->best_len};
     memcpy(b, &hd, sizeof hd);
-    memcpy(b + sizeof hd, st->best_z, zb);
-    memcpy(b + sizeof hd + zb, ps, pl);
+    memcpy(b + sizeof hd, st->best, st->best_len);
+    memcpy(b + sizeof hd + st->best_len, ps, pl);
     api->free(ps);
     s = api->checkpoint_save(h, b, len);
     free(b);
     return s;
 }
 
+/* Keep the policy's current state as the best one. */
+static t2_status keep_best(state *st) {
+    void *b = NULL;
+    size_t n = 0;
+    t2_status s = api->policy_state(st->pol, &b, &n);
+    if (s != T2_OK) return s;
+    if (st->best) api->free(st->best);
+    st->best = b;
+    st->best_len = n;
+    return T2_OK;
+}
+
 static t2_status restore_checkpoint(state *st, const void *ck, size_t len, char *why, size_t cap) {
     ck_head hd;
-    size_t zb = (size_t)st->n_params * sizeof(float);
     if (len < sizeof hd) return snprintf(why, cap, "checkpoint truncated"), T2_ERR_FORMAT;
     memcpy(&hd, ck, sizeof hd);
-    if (memcmp(hd.magic, "T2RF", 4) || hd.version != 1) return snprintf(why, cap, "not a reinforce checkpoint (v1)"), T2_ERR_VERSION;
-    if (hd.n_params != st->n_params || len < sizeof hd + zb) return snprintf(why, cap, "checkpoint is for another model"), T2_ERR_SHAPE;
-    memcpy(st->best_z, (const char *)ck + sizeof hd, zb);
+    if (memcmp(hd.magic, "T2RF", 4) || hd.version != 2) return snprintf(why, cap, "not a " TRAINER " checkpoint (v2)"), T2_ERR_VERSION;
+    if (hd.best_len > len - sizeof hd) return snprintf(why, cap, "checkpoint truncated"), T2_ERR_FORMAT;
+    const char *best = (const char *)ck + sizeof hd, *cur = best + hd.best_len;
+    /* the best state: restored into the policy, kept, then the current state on top */
+    t2_status s = api->policy_restore(st->pol, best, (size_t)hd.best_len);
+    if (s == T2_OK) s = keep_best(st);
+    if (s == T2_OK) s = api->policy_restore(st->pol, cur, len - sizeof hd - (size_t)hd.best_len);
+    if (s != T2_OK) return snprintf(why, cap, "the checkpoint's policy state does not restore (another model?)"), s;
     st->step = (int)hd.step;
     st->best_acc = hd.best_acc;
-    t2_status s = api->policy_restore(st->pol, (const char *)ck + sizeof hd + zb, len - sizeof hd - zb);
-    if (s != T2_OK) snprintf(why, cap, "policy state does not restore");
-    return s;
+    return T2_OK;
 }
 
 #ifdef T2_TRAINER_CLS
@@ -299,20 +338,25 @@ static t2_status start(t2_host *h, const t2_job_spec *job, const void *ck, size_
 #ifdef T2_TRAINER_CLS
     if (s == T2_OK) s = cls_prompt(st, h, job->settings_json, why, sizeof why);
 #endif
-#ifdef T2_TRAINER_SFT
-    if (s == T2_OK && (!T2_HAS_MEMBER(api, encode) || !api->encode)) {
+    if (s == T2_OK && st->s.references && (!T2_HAS_MEMBER(api, encode) || !api->encode)) {
         s = T2_ERR_UNSUPPORTED;
         snprintf(why, sizeof why, "the host has no encode() (ABI %u.%u)", api->abi_major, api->abi_minor);
     }
-#endif
     t2_reinforce_settings rs = {.lr = (float)st->s.lr, .clip = (float)st->s.clip, .kl_coef = (float)st->s.kl_coef,
                                 .max_mult = (float)st->s.max_mult, .normalize = st->s.normalize};
+#ifdef T2_TRAINER_LORA
+    if (s == T2_OK && (!T2_HAS_MEMBER(api, policy_new_lora) || !api->policy_new_lora)) {
+        s = T2_ERR_UNSUPPORTED;
+        snprintf(why, sizeof why, "the host cannot train LoRA (ABI %u.%u)", api->abi_major, api->abi_minor);
+    }
+    if (s == T2_OK && (s = api->policy_new_lora(h, st->s.rank, (float)st->s.alpha, st->s.modules, &rs, &st->pol)) != T2_OK)
+        snprintf(why, sizeof why, "LoRA: cannot create rank %d on %s", st->s.rank, st->s.modules);
+#else
     if (s == T2_OK && (s = api->policy_new(h, NULL, &rs, &st->pol)) != T2_OK) snprintf(why, sizeof why, "policy: cannot create it");
+#endif
     if (s == T2_OK) {
         st->n_params = api->expert_n_params(api->policy_expert(st->pol));
-        st->best_z = malloc((size_t)st->n_params * sizeof *st->best_z);
-        if (!st->best_z) s = T2_ERR_NOMEM;
-        else memcpy(st->best_z, api->expert_z((t2_hexpert *)api->policy_expert(st->pol)), (size_t)st->n_params * sizeof *st->best_z);
+        s = keep_best(st);   /* the starting point (the base model) is the first candidate */
     }
     if (s == T2_OK && ck && ck_len) {
         if ((s = restore_checkpoint(st, ck, ck_len, why, sizeof why)) == T2_OK)
@@ -334,22 +378,19 @@ static t2_status evaluate(state *st, t2_host *h, double *acc) {
     t2_status s = validate(st, h, acc);
     if (s == T2_OK && !isnan(*acc) && *acc > st->best_acc) {
         st->best_acc = *acc;
-        memcpy(st->best_z, api->expert_z((t2_hexpert *)api->policy_expert(st->pol)), (size_t)st->n_params * sizeof *st->best_z);
+        s = keep_best(st);
     }
     return s;
 }
 
 static t2_status finish(state *st, t2_host *h) {
-    t2_hexpert *e = NULL;
-    t2_status s = api->expert_new(h, st->label, &e);
+    /* the policy goes back to its best state, and is saved as the expert */
+    t2_status s = api->policy_restore(st->pol, st->best, st->best_len);
     if (s != T2_OK) return s;
-    memcpy(api->expert_z(e), st->best_z, (size_t)st->n_params * sizeof *st->best_z);
     char meta[2048];
     snprintf(meta, sizeof meta, "{\"trainer\": \"" TRAINER "\", \"steps\": %d, \"validation_accuracy\": %.6f, \"settings\": %s}", st->s.steps,
              st->best_acc, st->settings_text);
-    s = api->expert_save(h, e, st->expert_name, st->label, meta);
-    api->expert_free(e);
-    return s;
+    return api->expert_save(h, api->policy_expert(st->pol), st->expert_name, st->label, meta);
 }
 
 static t2_status step(void *p, t2_host *h, int *done) {
@@ -380,25 +421,22 @@ static t2_status step(void *p, t2_host *h, int *done) {
         ex[i] = api->policy_expert(st->pol);
     }
     double reward = 0;
-#ifdef T2_TRAINER_SFT
-    /* rollouts are the references themselves, each with reward +1 */
-    for (int i = 0; s == T2_OK && i < B; i++) {
+    /* sft objective: the rollouts are the references themselves, each with reward +1 */
+    for (int i = 0; s == T2_OK && st->s.references && i < B; i++) {
         const char *ref = *tasks[i].solution ? tasks[i].solution : tasks[i].answer;
         s = api->encode(h, tasks[i].prompt, *tasks[i].system ? tasks[i].system : NULL, 1, ref, &res[i].ids, &res[i].n_ids, &res[i].n_prompt);
         ro[i] = (t2_rollout_in){.ids = res[i].ids, .n_ids = res[i].n_ids, .n_prompt = res[i].n_prompt, .reward = 1.0f};
         reward += 1;
     }
-#else
     t2_gen_params gp = {.max_tokens = st->s.max_tokens, .temperature = (float)st->s.temperature, .top_p = 1, .chat = 1,
                         .system = s == T2_OK && *tasks[0].system ? tasks[0].system : NULL, .cache_system = 1};
-    if (s == T2_OK) s = api->generate(h, prompts, ex, B, &gp, res);
-    for (int i = 0; s == T2_OK && i < B; i++) {
+    if (s == T2_OK && !st->s.references) s = api->generate(h, prompts, ex, B, &gp, res);
+    for (int i = 0; s == T2_OK && !st->s.references && i < B; i++) {
         t2_verdict v;
         if ((s = api->grade(h, grader_of(st), &tasks[i], res[i].text, &v)) != T2_OK) break;
         ro[i] = (t2_rollout_in){.ids = res[i].ids, .n_ids = res[i].n_ids, .n_prompt = res[i].n_prompt, .reward = v.correct ? 1.0f : -1.0f};
         reward += ro[i].reward;
     }
-#endif
     /* a rollout that generated nothing carries no gradient: drop it */
     int kept = 0;
     for (int i = 0; s == T2_OK && i < B; i++)

@@ -156,7 +156,7 @@ t2_expert *t2_expert_clone(const t2_expert *e, t2_status *err);
 
 /* ---------------- adapters ---------------- */
 
-typedef enum t2_apply { T2_APPLY_FACTORED = 0, T2_APPLY_MERGED = 1 } t2_apply;
+typedef enum t2_apply { T2_APPLY_FACTORED = 0, T2_APPLY_MERGED = 1, T2_APPLY_LORA = 2 /* t2_adapter_new_lora (t2/lora.h) */ } t2_apply;
 
 typedef struct t2_adapter t2_adapter;
 

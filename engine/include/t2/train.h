@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <t2/lora.h>
 #include <t2/model.h>
 #include <t2/status.h>
 #include <t2/svf.h>
@@ -48,6 +49,11 @@ typedef struct t2_grad_request {
      * over the completion positions t, the paper's regulariser; its gradient is included in dz. */
     float kl_coef;
     double *kl;                /* NULL or out: Σ_t KL(π_adapted ‖ π_base) (computed when an adapter is given) */
+    /* LoRA (t2/lora.h): the sequence runs under W + (alpha/rank)·B·A; with dlora the gradient with respect
+     * to the LoRA's parameters (in t2_lora_params order, [t2_lora_n_params]) is added to dlora. Exclusive
+     * with adapter, dz and dw; kl_coef / kl work as with an adapter (KL to the base model). */
+    const t2_lora *lora;
+    float *dlora;
 } t2_grad_request;
 
 /* Compute J (unweighted) into *logprob and accumulate the gradients of weight·J − λ·KL. */

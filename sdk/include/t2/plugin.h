@@ -246,6 +246,15 @@ typedef struct t2_host_api {
      * owned (api->free); the completion starts at (*ids)[*n_prompt]. For training on reference answers. */
     t2_status (*encode)(t2_host *h, const char *prompt, const char *system, int chat, const char *completion,
                         int32_t **ids, int *n_ids, int *n_prompt);
+
+    /* --- LoRA, the baseline SVF is compared with --- */
+    /* A trainable LoRA policy (W' = W + (alpha/rank)·B·A on the matrices of `modules`: "mlp", "attn" or
+     * "all") instead of SVF's z. Everything else is the same: policy_expert gives it as an expert to
+     * generate or score under, reinforce_step trains it (reward +1 on reference answers is next-token
+     * training), policy_state/restore checkpoint it, expert_save stores it as a LoRA expert that requests
+     * can name (alone, not in a mixture). expert_z of a LoRA expert is NULL. */
+    t2_status (*policy_new_lora)(t2_host *h, int rank, float alpha, const char *modules, const t2_reinforce_settings *s,
+                                 t2_policy **out);
 } t2_host_api;
 
 /* The plugin's check of the table it was given. */
