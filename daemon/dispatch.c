@@ -5,16 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <t2/error.h>
 
 #include "t2d.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void t2d_decision_clear(t2d_decision *dc) {
     if (!dc) return;
@@ -70,7 +63,7 @@ static t2_status explicit_mix(t2d *d, const char *tenant, const t2d_route *r, t2
 
 t2_status t2d_decide(t2d *d, const char *tenant, const t2d_route *r, t2d_decision *out, char *err, size_t cap) {
     memset(out, 0, sizeof *out);
-    double t0 = now_s();
+    double t0 = t2x_now();
     t2_status st = T2_OK;
     if (r->base) {
         snprintf(out->detail, sizeof out->detail, "{\"base\": true}");
@@ -83,7 +76,7 @@ t2_status t2d_decide(t2d *d, const char *tenant, const t2d_route *r, t2d_decisio
             const t2_plugin *pl = t2_plugins_find(d->plugins, T2_PLUGIN_DISPATCH, name, &state);
             if (!pl) {
                 snprintf(err, cap, "no dispatch plugin \"%s\" is loaded (see t2 plugins)", name);
-                out->seconds = now_s() - t0;
+                out->seconds = t2x_now() - t0;
                 return T2_ERR_NOT_FOUND;
             }
             snprintf(out->dispatch, sizeof out->dispatch, "%s", name);
@@ -117,6 +110,6 @@ t2_status t2d_decide(t2d *d, const char *tenant, const t2d_route *r, t2d_decisio
             }
         }
     }
-    out->seconds = now_s() - t0;
+    out->seconds = t2x_now() - t0;
     return st;
 }

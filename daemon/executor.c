@@ -90,7 +90,7 @@ struct t2x {
     double t_start;
 };
 
-static double now_s(void) {
+double t2x_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -179,7 +179,7 @@ double t2x_seq_queued(const t2x_seq *s) { return (s->t_first > 0 ? s->t_first : 
 static void seq_finish(t2x_seq *s, t2_status status, t2x_stop stop) {
     s->status = status;
     s->stop = stop;
-    s->t_done = now_s();
+    s->t_done = t2x_now();
     pthread_mutex_lock(&s->mu);
     s->done = 1;
     pthread_cond_broadcast(&s->cv);
@@ -200,7 +200,7 @@ t2_status t2x_submit(t2x *x, t2x_seq *s) {
     if (st == T2_OK && s->p.max_tokens > 0 && !s->smp) {
         s->smp = t2_sampler_new(&s->p.sampling, x->vocab, &st);
     }
-    s->t_submit = now_s();
+    s->t_submit = t2x_now();
     if (st != T2_OK) {
         seq_finish(s, st, T2X_STOP_LENGTH);
         return st;
@@ -340,7 +340,7 @@ static void step(t2x *x) {
     for (int k = 0; k < max_seqs && n < x->p.n_batch; k++) {
         t2x_seq *s = x->active[(x->rr + k) % max_seqs];
         if (!s || s->n_fed >= s->p.n_prompt) continue;
-        if (s->t_first == 0) s->t_first = now_s();
+        if (s->t_first == 0) s->t_first = t2x_now();
         while (s->n_fed < s->p.n_prompt && n < x->p.n_batch) {
             int pos = s->n_fed;
             /* logits at pos predict pos+1 (scoring) or the first generated token (last prompt row) */
@@ -457,7 +457,7 @@ static void *loop(void *arg) {
         }
         pthread_mutex_unlock(&x->mu);
 
-        double t0 = now_s();
+        double t0 = t2x_now();
         if (x->n_active > 0) step(x);
         if (w) {
             w->status = w->fn(w->user, x->model, x->svd);
@@ -468,7 +468,7 @@ static void *loop(void *arg) {
             pthread_cond_broadcast(&x->cv);
             pthread_mutex_unlock(&x->mu);
         }
-        double dt = now_s() - t0;
+        double dt = t2x_now() - t0;
         pthread_mutex_lock(&x->mu);
         x->st.busy_seconds += dt;
         x->st.active = x->n_active;
@@ -554,7 +554,7 @@ t2x *t2x_new(const t2x_params *pp, t2_status *err) {
         *err = t2_set_error(T2_ERR_NOMEM, "executor: out of memory for batches of %d rows", x->p.n_batch);
         goto fail;
     }
-    x->t_start = now_s();
+    x->t_start = t2x_now();
     if (pthread_create(&x->thread, NULL, loop, x) != 0) {
         *err = t2_set_error(T2_ERR_INTERNAL, "executor: cannot start its thread");
         goto fail;
@@ -607,6 +607,6 @@ void t2x_get_stats(t2x *x, t2x_stats *st) {
     pthread_mutex_lock(&x->mu);
     *st = x->pub;
     st->pending = x->n_pending;
-    st->uptime_seconds = now_s() - x->t_start;
+    st->uptime_seconds = t2x_now() - x->t_start;
     pthread_mutex_unlock(&x->mu);
 }

@@ -102,6 +102,9 @@ double t2x_seq_queued(const t2x_seq *s);    /* submission → first forward */
 typedef t2_status (*t2x_work_fn)(void *user, t2_model *m, const t2_svd *svd);
 t2_status t2x_run(t2x *x, t2x_work_fn fn, void *user);
 
+/* Monotonic seconds (the clock every timing of the daemon uses). */
+double t2x_now(void);
+
 typedef struct t2x_stats {
     uint64_t batches, rows, tokens_generated, tokens_prompt, work_items;
     uint64_t prefix_hits, prefix_tokens_reused;

@@ -49,7 +49,7 @@ t2_status t2d_expert_open(t2d *d, const char *tenant, const char *name, t2_exper
     return st;
 }
 
-static t2_status mkdir_p(const char *path, char *err, size_t cap) {
+t2_status t2d_mkdirs(const char *path, char *err, size_t cap) {
     char buf[4400];
     if (strlen(path) >= sizeof buf) {
         snprintf(err, cap, "path too long");
@@ -117,7 +117,7 @@ t2_status t2d_expert_store(t2d *d, const char *tenant, const char *name, const c
     }
     char dir[4200], path[4400];
     snprintf(dir, sizeof dir, "%s/%s", d->experts_dir, tenant);
-    t2_status st = mkdir_p(dir, err, cap);
+    t2_status st = t2d_mkdirs(dir, err, cap);
     if (st != T2_OK) return st;
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
     if (lora) {

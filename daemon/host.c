@@ -15,12 +15,6 @@
 #include "tasks.h"
 #include "t2d.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ---------------- random numbers: the engine's xoshiro256** per call context ---------------- */
 
 static uint64_t h_rand_u64(t2_host *h) { return t2_rng_u64(&h->rng); }
@@ -34,7 +28,7 @@ void t2d_host_init(t2_host *h, t2d *d, const char *tenant, int64_t job, uint64_t
     h->job = job;
     h->cancel = cancel;
     t2_rng_seed(&h->rng, seed);
-    h->eta_t0 = now_s();
+    h->eta_t0 = t2x_now();
     h->eta_step0 = -1;
 }
 
@@ -812,7 +806,7 @@ static t2_status h_logprob_grad(t2_host *h, const t2_hexpert *e, const int32_t *
 
 static void h_progress(t2_host *h, const t2_progress *p) {
     if (!h->job || !p) return;
-    double eta = 0, t = now_s();
+    double eta = 0, t = t2x_now();
     if (h->eta_step0 < 0) {
         h->eta_step0 = p->step;
         h->eta_t0 = t;

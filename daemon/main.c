@@ -37,18 +37,6 @@ static const char *plugin_settings(void *u, const char *kind, const char *name) 
     return "{}";
 }
 
-static int mkdirs(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0750) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0750) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 static void plugin_log(void *u, t2_log_level level, const char *msg) {
     (void)u;
     t2d_log(level, "plugins: %s", msg);
@@ -119,13 +107,9 @@ int main(int argc, char **argv) {
 
     int rc = 1;
     t2_status st;
-    if (mkdirs(d.cfg.state_dir) != 0) {
-        t2d_log(T2_LOG_ERROR, "cannot create state_dir %s: %s", d.cfg.state_dir, strerror(errno));
-        goto out;
-    }
     snprintf(d.experts_dir, sizeof d.experts_dir, "%s/experts", d.cfg.state_dir);
-    if (mkdirs(d.experts_dir) != 0) {
-        t2d_log(T2_LOG_ERROR, "cannot create %s: %s", d.experts_dir, strerror(errno));
+    if (t2d_mkdirs(d.experts_dir, err, sizeof err) != T2_OK) {   /* state_dir and its experts/ */
+        t2d_log(T2_LOG_ERROR, "state_dir: %s", err);
         goto out;
     }
     char dbpath[4200];

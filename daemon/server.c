@@ -68,12 +68,6 @@ typedef struct server {
     double t_start;
 } server;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static double wall_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -645,7 +639,7 @@ static void stats_request(server *s, const uint8_t *ident, size_t ilen, const T2
     T2__Reply r;
     t2w_reply_init(&r, rq->id, 1);
     T2__StatsReply st = T2__STATS_REPLY__INIT;
-    st.uptime_seconds = now_s() - s->t_start;
+    st.uptime_seconds = t2x_now() - s->t_start;
     st.requests = s->requests;
     st.errors = s->errors;
     st.tokens_generated = xs.tokens_generated;
@@ -926,7 +920,7 @@ static void start_generate(server *s, const uint8_t *ident, size_t ilen, T2__Req
     f->ident_len = ilen;
     f->id = rq->id;
     f->req = rq;
-    f->t_received = now_s();
+    f->t_received = t2x_now();
     snprintf(f->tenant, sizeof f->tenant, "%s", tenant);
     f->next = s->live;
     s->live = f;
@@ -1135,7 +1129,7 @@ static int bind_router(server *s, char *err, size_t cap) {
 int t2d_serve(t2d *d) {
     server s = {.d = d};
     char err[1024];
-    s.t_start = now_s();
+    s.t_start = t2x_now();
     pthread_mutex_init(&s.qmu, NULL);
     pthread_cond_init(&s.qcv, NULL);
     s.zctx = zmq_ctx_new();
@@ -1160,10 +1154,10 @@ int t2d_serve(t2d *d) {
     for (;;) {
         if (t2d_signal && !atomic_load(&d->draining)) {
             atomic_store(&d->draining, 1);
-            drain_until = now_s() + d->cfg.drain_seconds;
+            drain_until = t2x_now() + d->cfg.drain_seconds;
             t2d_log(T2_LOG_INFO, "draining: %d request(s) in flight, up to %.0f s", s.n_live, d->cfg.drain_seconds);
         }
-        if (atomic_load(&d->draining) && (s.n_live == 0 || now_s() > drain_until)) break;
+        if (atomic_load(&d->draining) && (s.n_live == 0 || t2x_now() > drain_until)) break;
         zmq_pollitem_t items[2] = {{s.router, 0, ZMQ_POLLIN, 0}, {s.pull, 0, ZMQ_POLLIN, 0}};
         int n = zmq_poll(items, 2, 100);
         if (n < 0 && errno != EINTR) {
@@ -1176,9 +1170,9 @@ int t2d_serve(t2d *d) {
             if (events_of(s.router) & ZMQ_POLLIN) receive_request(&s), any = 1;
             if (!any) break;
         }
-        if (now_s() - last_watch >= 0.1) {
+        if (t2x_now() - last_watch >= 0.1) {
             poll_watchers(&s);
-            last_watch = now_s();
+            last_watch = t2x_now();
         }
     }
     rc = 0;

@@ -111,6 +111,8 @@ void t2d_gen_clear(t2d_gen *g);
 
 /* ---------------- experts (experts.c) ---------------- */
 
+/* mkdir -p with mode 0750; T2_ERR_IO with the failing directory named in err. */
+t2_status t2d_mkdirs(const char *path, char *err, size_t cap);
 /* A safe expert name: 1..128 of [A-Za-z0-9._-], not starting with '.'. */
 int t2d_expert_name_ok(const char *name);
 /* Load tenant's visible expert `name`: an SVF expert into *e, or a LoRA expert into *lora (the other NULL).
