@@ -6,6 +6,7 @@
 #include "cmd_model.h"
 #include "cmd_svf.h"
 #include "cmd_tok.h"
+#include "cmd_sft.h"
 #include "cmd_train.h"
 #include "remote.h"
 
@@ -40,6 +41,13 @@ static const char *s_usage =
     "      log p(ids[K:] | ids[:K]) and its gradient with respect to the z vectors (tensors named like\n"
     "      an expert's), the mixture weights (\"alpha\"), every weight (the checkpoint's names), or a\n"
     "      LoRA's factors (\"<weight>.lora_A\" / \".lora_B\"); --kl-coef: of J − λ·KL(adapted ‖ base)\n"
+    "  t2 model init --model DIR [--seed S] [--std 0.02]\n"
+    "      random weights for the config.json in DIR (a model to train from scratch), as DIR/model.safetensors\n"
+    "  t2 model sft --model DIR --data SPEC[,SPEC...] [--split S] [--data-dir D] --out DIR2 [--steps N]\n"
+    "               [--batch B] [--lr LR] [--min-lr LR] [--warmup N] [--clip C] [--max-len N] [--seed S]\n"
+    "               [--save-every N] [--time-limit SECONDS] [--dtype f32|bf16] [--template T] [--threads N]\n"
+    "      next-token training of every weight on the tasks' (system, prompt) -> solution (or answer),\n"
+    "      rendered by the chat template; writes a new model folder DIR2 (weights, config, tokenizer)\n"
     "  t2 model lora new --model DIR --rank R --alpha A [--modules mlp|attn|all] [--seed S] [--label L]\n"
     "                    --out FILE\n"
     "      a new LoRA (A uniform in ±1/√cols, B = 0: the base model until trained); W' = W + (alpha/rank)·B·A\n"
@@ -100,6 +108,8 @@ static const struct { const char *group, *name; cmd_fn fn; } s_cmds[] = {
     {"model", "detokenize", t2_cmd_model_detokenize},
     {"model", "chat", t2_cmd_model_chat},
     {"model", "logprob-grad", t2_cmd_model_logprob_grad},
+    {"model", "init", t2_cmd_model_init},
+    {"model", "sft", t2_cmd_model_sft},
     {"model", "expert", t2_cmd_model_expert},
     {"model", "lora", t2_cmd_model_lora},
     /* remote: a NULL name is a one-word command */

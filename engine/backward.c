@@ -21,6 +21,8 @@
  *   ∂J/∂z_k = N s_k dc_k − (N s_k / S) Σ_j dc_j s_j z_j. */
 #include <t2/train.h>
 #include <t2/error.h>
+#include <t2/rng.h>
+#include <t2/safetensors.h>
 
 #include "forward_impl.h"
 #include "lora_impl.h"
@@ -40,7 +42,9 @@ struct t2_weight_grads {
     char **names;
     int64_t (*shape)[2];
     int *ndim;
-    float **data;
+    float **data;        /* pointers into flat, in tensor order */
+    float *flat;         /* every gradient, one allocation of n_flat floats */
+    size_t n_flat;
     /* where each part of the model lands (index into data, -1 = none) */
     int embed, lm_head, final_norm;
     int *layer;          /* [n_layers × (T2_N_KINDS + 5)]: kinds, attn_norm, ffn_norm, bq, bk, bv */
@@ -51,6 +55,10 @@ enum { SLOT_ATTN_NORM = T2_N_KINDS, SLOT_FFN_NORM, SLOT_BQ, SLOT_BK, SLOT_BV };
 
 int t2_weight_grads_count(const t2_weight_grads *g) { return g->n; }
 float *t2_weight_grads_data(t2_weight_grads *g, int i) { return g->data[i]; }
+float *t2_weight_grads_flat(t2_weight_grads *g, size_t *n) {
+    *n = g->n_flat;
+    return g->flat;
+}
 const char *t2_weight_grads_name(const t2_weight_grads *g, int i, int64_t shape[2], int *ndim) {
     shape[0] = g->shape[i][0];
     shape[1] = g->shape[i][1];
@@ -60,7 +68,8 @@ const char *t2_weight_grads_name(const t2_weight_grads *g, int i, int64_t shape[
 
 void t2_weight_grads_free(t2_weight_grads *g) {
     if (!g) return;
-    for (int i = 0; i < g->n; i++) free(g->names[i]), free(g->data[i]);
+    for (int i = 0; i < g->n; i++) free(g->names[i]);
+    free(g->flat);
     free(g->names);
     free(g->shape);
     free(g->ndim);
@@ -69,20 +78,23 @@ void t2_weight_grads_free(t2_weight_grads *g) {
     free(g);
 }
 
+/* Tensor i's name and shape; its data is placed in flat once every tensor is known. */
 static int add_grad(t2_weight_grads *g, const char *name, int64_t d0, int64_t d1) {
     int i = g->n;
     g->names[i] = strdup(name);
     g->shape[i][0] = d0;
     g->shape[i][1] = d1;
     g->ndim[i] = d1 > 0 ? 2 : 1;
-    g->data[i] = calloc((size_t)d0 * (size_t)(d1 > 0 ? d1 : 1), sizeof(float));
-    if (!g->names[i] || !g->data[i]) return -2;
+    if (!g->names[i]) return -2;
+    g->n_flat += (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
     g->n++;
     return i;
 }
 
-t2_weight_grads *t2_weight_grads_new(const t2_model *m, t2_status *err) {
-    const t2_model_config *c = &m->cfg;
+/* The weights a model of config c has, in the order of its gradients (and trainable parameters), zeroed. */
+static t2_weight_grads *layout_new(const t2_model_config *c, t2_status *err) {
+    static const char *kinds[T2_N_KINDS] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                            "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
     int L = c->n_layers, cap = 3 + L * LAYER_SLOTS;
     t2_weight_grads *g = calloc(1, sizeof *g);
     if (g) {
@@ -94,7 +106,9 @@ t2_weight_grads *t2_weight_grads_new(const t2_model *m, t2_status *err) {
     }
     int ok = g && g->names && g->shape && g->ndim && g->data && g->layer;
     if (ok) {
-        int H = c->hidden_size;
+        int H = c->hidden_size, F = c->intermediate_size, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+        /* rows × cols of each kind */
+        int rows[T2_N_KINDS] = {qd, kvd, kvd, H, F, F, H}, cols[T2_N_KINDS] = {H, H, H, qd, H, H, F};
         g->embed = add_grad(g, "model.embed_tokens.weight", c->vocab_size, H);
         g->lm_head = c->tie_word_embeddings ? g->embed : add_grad(g, "lm_head.weight", c->vocab_size, H);
         g->final_norm = add_grad(g, "model.norm.weight", H, 0);
@@ -103,9 +117,8 @@ t2_weight_grads *t2_weight_grads_new(const t2_model *m, t2_status *err) {
         for (int l = 0; ok && l < L; l++) {
             int *slot = g->layer + l * LAYER_SLOTS;
             for (int k = 0; ok && k < T2_N_KINDS; k++) {
-                const t2_weight *w = t2_model_matrix(m, l, k, name, sizeof name - 8);
-                strcat(name, ".weight");
-                ok = (slot[k] = add_grad(g, name, w->rows, w->cols)) >= 0;
+                snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, kinds[k]);
+                ok = (slot[k] = add_grad(g, name, rows[k], cols[k])) >= 0;
             }
             snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
             ok = ok && (slot[SLOT_ATTN_NORM] = add_grad(g, name, H, 0)) >= 0;
@@ -114,7 +127,7 @@ t2_weight_grads *t2_weight_grads_new(const t2_model *m, t2_status *err) {
             slot[SLOT_BQ] = slot[SLOT_BK] = slot[SLOT_BV] = -1;
             if (c->attention_bias && ok) {
                 static const char *b[3] = {"q", "k", "v"};
-                int dims[3] = {c->n_heads * c->head_dim, c->n_kv_heads * c->head_dim, c->n_kv_heads * c->head_dim};
+                int dims[3] = {qd, kvd, kvd};
                 for (int j = 0; ok && j < 3; j++) {
                     snprintf(name, sizeof name, "model.layers.%d.self_attn.%s_proj.bias", l, b[j]);
                     ok = (slot[SLOT_BQ + j] = add_grad(g, name, dims[j], 0)) >= 0;
@@ -122,6 +135,11 @@ t2_weight_grads *t2_weight_grads_new(const t2_model *m, t2_status *err) {
             }
         }
     }
+    if (ok && (ok = (g->flat = calloc(g->n_flat, sizeof *g->flat)) != NULL))
+        for (size_t i = 0, off = 0; i < (size_t)g->n; i++) {
+            g->data[i] = g->flat + off;
+            off += (size_t)g->shape[i][0] * (size_t)(g->ndim[i] == 2 ? g->shape[i][1] : 1);
+        }
     if (!ok) {
         t2_weight_grads_free(g);
         *err = t2_set_error(T2_ERR_NOMEM, "weight gradients: out of memory");
@@ -129,6 +147,130 @@ t2_weight_grads *t2_weight_grads_new(const t2_model *m, t2_status *err) {
     }
     *err = T2_OK;
     return g;
+}
+
+t2_weight_grads *t2_weight_grads_new(const t2_model *m, t2_status *err) { return layout_new(&m->cfg, err); }
+
+/* Matrices N(0, std²) (the output projections o and down N(0, std²/(2·layers)), as GPT-2 scales its residual
+ * branches), norm weights 1, biases 0. */
+t2_status t2_model_write_init(const t2_model_config *c, const char *path, uint64_t seed, float std) {
+    if (!(std > 0) || c->n_layers < 1 || c->hidden_size < 1 || c->vocab_size < 1)
+        return t2_set_error(T2_ERR_INVALID_ARG, "%s: need std > 0 and a config with layers, hidden size and vocabulary", path);
+    t2_status s;
+    t2_weight_grads *g = layout_new(c, &s);
+    if (!g) return s;
+    t2_rng r;
+    t2_rng_seed(&r, seed);
+    t2_tensor_info *t = calloc((size_t)g->n, sizeof *t);
+    if (!t) s = t2_set_error(T2_ERR_NOMEM, "%s: out of memory", path);
+    for (int i = 0; !s && i < g->n; i++) {
+        size_t n = (size_t)g->shape[i][0] * (size_t)(g->ndim[i] == 2 ? g->shape[i][1] : 1);
+        int is_bias = strstr(g->names[i], ".bias") != NULL;
+        if (g->ndim[i] == 2) {
+            int out = strstr(g->names[i], ".o_proj.") || strstr(g->names[i], ".down_proj.");
+            float sd = out ? std / sqrtf(2.0f * (float)c->n_layers) : std;
+            for (size_t j = 0; j < n; j++) g->data[i][j] = sd * (float)t2_rng_normal(&r);
+        } else {
+            for (size_t j = 0; j < n; j++) g->data[i][j] = is_bias ? 0.0f : 1.0f;
+        }
+        t[i] = (t2_tensor_info){.name = g->names[i], .dtype = T2_F32, .ndim = g->ndim[i],
+                                .shape = {g->shape[i][0], g->shape[i][1]}, .data = g->data[i]};
+    }
+    char sbuf[32], dbuf[32];
+    snprintf(sbuf, sizeof sbuf, "%llu", (unsigned long long)seed);
+    snprintf(dbuf, sizeof dbuf, "%g", (double)std);
+    const char *meta[] = {"format", "pt", "t2_init_seed", sbuf, "t2_init_std", dbuf, NULL};
+    if (!s) s = t2_st_write(path, t, (size_t)g->n, meta);
+    free(t);
+    t2_weight_grads_free(g);
+    return s;
+}
+
+/* ---------------- training every weight ---------------- */
+
+/* The matrix of (layer, kind), writable (t2_model_matrix hands out a const view). */
+static t2_weight *matrix_of(t2_layer *L, int kind) {
+    t2_weight *w[T2_N_KINDS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wg, &L->wu, &L->wd};
+    return w[kind];
+}
+
+/* Copy a matrix into dst as f32 and point the weight at it. */
+static void own_matrix(t2_weight *w, float *dst) {
+    size_t n = (size_t)w->rows * (size_t)w->cols;
+    if (w->dtype == T2_F32) memcpy(dst, w->data, n * sizeof *dst);
+    else if (w->dtype == T2_BF16)
+        for (size_t i = 0; i < n; i++) dst[i] = t2_bf16_to_f32(((const uint16_t *)w->data)[i]);
+    else
+        for (size_t i = 0; i < n; i++) dst[i] = t2_f16_to_f32(((const uint16_t *)w->data)[i]);
+    w->dtype = T2_F32;
+    w->data = dst;
+}
+
+static void own_vec(const float **v, float *dst, int64_t n) {
+    memcpy(dst, *v, (size_t)n * sizeof *dst);
+    *v = dst;
+}
+
+t2_status t2_model_make_trainable(t2_model *m) {
+    if (m->train_params) return T2_OK;
+    t2_status s;
+    t2_weight_grads *g = t2_weight_grads_new(m, &s);
+    if (!g) return s;
+    float *p = malloc(g->n_flat * sizeof *p);
+    if (!p) {
+        t2_weight_grads_free(g);
+        return t2_set_error(T2_ERR_NOMEM, "trainable weights: out of memory (%zu parameters)", g->n_flat);
+    }
+    /* p is laid out as g->flat is: tensor i at g->data[i] - g->flat */
+#define AT(i) (p + (g->data[i] - g->flat))
+    own_matrix(&m->embed, AT(g->embed));
+    if (m->cfg.tie_word_embeddings) m->lm_head = m->embed;
+    else own_matrix(&m->lm_head, AT(g->lm_head));
+    own_vec(&m->final_norm, AT(g->final_norm), g->shape[g->final_norm][0]);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        t2_layer *L = &m->layers[l];
+        const int *slot = g->layer + l * LAYER_SLOTS;
+        for (int k = 0; k < T2_N_KINDS; k++) own_matrix(matrix_of(L, k), AT(slot[k]));
+        own_vec(&L->attn_norm, AT(slot[SLOT_ATTN_NORM]), g->shape[slot[SLOT_ATTN_NORM]][0]);
+        own_vec(&L->ffn_norm, AT(slot[SLOT_FFN_NORM]), g->shape[slot[SLOT_FFN_NORM]][0]);
+        const float **b[3] = {&L->bq, &L->bk, &L->bv};
+        for (int j = 0; j < 3; j++)
+            if (slot[SLOT_BQ + j] >= 0) own_vec(b[j], AT(slot[SLOT_BQ + j]), g->shape[slot[SLOT_BQ + j]][0]);
+    }
+#undef AT
+    m->train_params = p;
+    m->train_layout = g;
+    m->fingerprint[0] = 0;
+    return T2_OK;
+}
+
+float *t2_model_trainable_params(t2_model *m, size_t *n) {
+    *n = m->train_params ? m->train_layout->n_flat : 0;
+    return m->train_params;
+}
+
+t2_status t2_model_save_weights(t2_model *m, const char *path, t2_dtype dtype, const char *const *meta) {
+    if (dtype != T2_F32 && dtype != T2_BF16) return t2_set_error(T2_ERR_INVALID_ARG, "%s: save as F32 or BF16", path);
+    t2_status s = t2_model_make_trainable(m);
+    if (s) return s;
+    const t2_weight_grads *g = m->train_layout;
+    t2_tensor_info *t = calloc((size_t)g->n, sizeof *t);
+    uint16_t *half = dtype == T2_BF16 ? malloc(g->n_flat * sizeof *half) : NULL;
+    if (!t || (dtype == T2_BF16 && !half)) {
+        free(t);
+        return t2_set_error(T2_ERR_NOMEM, "%s: out of memory", path);
+    }
+    for (size_t i = 0; half && i < g->n_flat; i++) half[i] = t2_f32_to_bf16(m->train_params[i]);
+    for (int i = 0; i < g->n; i++) {
+        size_t off = (size_t)(g->data[i] - g->flat);
+        t[i] = (t2_tensor_info){.name = g->names[i], .dtype = dtype, .ndim = g->ndim[i],
+                                .shape = {g->shape[i][0], g->shape[i][1]}};
+        t[i].data = half ? (const void *)(half + off) : (const void *)(m->train_params + off);
+    }
+    s = t2_st_write(path, t, (size_t)g->n, meta);
+    free(half);
+    free(t);
+    return s;
 }
 
 /* ---------------- the training forward/backward ---------------- */

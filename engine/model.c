@@ -4,6 +4,8 @@
 #include <t2/model.h>
 #include <t2/error.h>
 
+#include <t2/train.h>
+
 #include "model_impl.h"
 
 #include <cblas.h>
@@ -154,6 +156,8 @@ void t2_model_free(t2_model *m) {
     t2_st_free(m->st);
     free(m->layers);
     free(m->vecs);
+    free(m->train_params);
+    t2_weight_grads_free(m->train_layout);
     free(m);
 }
 

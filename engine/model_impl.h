@@ -35,6 +35,10 @@ struct t2_model {
     const t2_kernels *kern;
     int n_threads;
     int prefill_bf16;             /* t2_model_params.prefill_bf16, where the CPU supports it */
+    /* After t2_model_make_trainable: every weight as f32 in one owned array, laid out as the weight
+     * gradients are (train_layout, owned); the t2_weights and vectors above point into it. */
+    float *train_params;
+    struct t2_weight_grads *train_layout;
 };
 
 /* The weight of (layer, kind), and its tensor name without ".weight" into buf. */

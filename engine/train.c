@@ -22,6 +22,8 @@ t2_adam_params t2_adam_default_params(void) {
     return (t2_adam_params){.lr = 2e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .clip = 1e-3f};
 }
 
+void t2_adam_set_lr(t2_adam *a, float lr) { a->p.lr = lr; }
+
 t2_adam *t2_adam_new(size_t n, const t2_adam_params *p, t2_status *err) {
     if (!p || !(p->lr > 0) || !(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1) || !(p->eps > 0) ||
         !(p->clip >= 0)) {

@@ -20,7 +20,8 @@
  *
  * Settings (JSON object; all optional):
  *   steps 50, batch 8, lr 2e-3, clip 1e-3, kl_coef 0, max_mult 2, normalize false, temperature 1.0,
- *   max_tokens 256, eval_every 10, val_size 64, train_split "train", val_split "validation", seed 0 */
+ *   max_tokens 256, eval_every 10, val_size 64, train_split "train", val_split "validation", seed 0,
+ *   target "z" ("weights" is refused with a pointer to `t2 model sft`, the offline tool that trains every weight) */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -106,7 +107,7 @@ static t2_status parse_settings(const char *text, settings *s, char *why, size_t
         return T2_ERR_INVALID_ARG;
     }
     static const char *known[] = {"steps", "batch", "lr", "clip", "kl_coef", "max_mult", "normalize", "temperature", "max_tokens",
-                                  "eval_every", "val_size", "train_split", "val_split", "seed", "labels", "rank", "alpha", "modules", "objective"};
+                                  "eval_every", "val_size", "train_split", "val_split", "seed", "labels", "rank", "alpha", "modules", "objective", "target"};
     const char *key;
     json_t *v;
     json_object_foreach(o, key, v) {
@@ -139,6 +140,18 @@ static t2_status parse_settings(const char *text, settings *s, char *why, size_t
     if (obj && !strcmp(obj, "sft")) s->references = 1;
     else if (obj && strcmp(obj, "reinforce")) {
         snprintf(why, cap, "objective \"%s\": use reinforce or sft", obj);
+        json_decref(o);
+        return T2_ERR_INVALID_ARG;
+    }
+    /* sft trains z; every weight is trained offline by `t2 model sft` into a new model folder, because the served
+     * base model is shared by every tenant and every expert's SVD is of its weights */
+    const char *target = json_string_value(json_object_get(o, "target"));
+    if (target && strcmp(target, "z")) {
+        snprintf(why, cap,
+                 strcmp(target, "weights") ? "target \"%s\": use z"
+                                           : "target \"%s\": every weight of the shared base model cannot be trained in the daemon "
+                                             "(every tenant's experts are built on it); run `t2 model sft`, which writes a new model folder",
+                 target);
         json_decref(o);
         return T2_ERR_INVALID_ARG;
     }

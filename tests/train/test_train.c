@@ -1,6 +1,6 @@
 /* Training primitives: Adam against a hand computation, the policy parameterisation, the KL term's
  * value and gradient against finite differences, bad requests, and REINFORCE raising the mean reward
- * of a small task within a test-sized budget. (Gradients against PyTorch autograd: tests/ref/check_grad.py.) */
+ * of a small task within a test-sized budget; training every weight (make_trainable, save, init). (Gradients against PyTorch autograd: tests/ref/check_grad.py.) */
 #include <t2/error.h>
 #include <t2/model.h>
 #include <t2/sampler.h>
@@ -300,6 +300,144 @@ START_TEST(test_reinforce_loop_keeps_best) {
 }
 END_TEST
 
+/* Logits of ids (every position) under m: [n × V] into out. */
+static void logits_of(t2_model *m, const int32_t *ids, int n, float *out) {
+    t2_ctx *c = tu_ctx_new(m, 64, 1, 64);
+    int32_t seq[64] = {0}, pos[64];
+    uint8_t want[64];
+    memset(want, 1, sizeof want);
+    for (int i = 0; i < n; i++) pos[i] = i;
+    t2_batch b = {.n = n, .token = ids, .pos = pos, .seq = seq, .want = want};
+    ck_assert_int_eq(t2_ctx_decode(c, &b, out), T2_OK);
+    t2_ctx_free(c);
+}
+
+/* Training every weight: make_trainable keeps the model's function (F32 exactly, BF16 widened), save writes
+ * the same function back, the flat layouts agree, and Adam steps on the mean NLL raise the log-likelihood. */
+static void check_trainable(t2_dtype dtype, int tie, const char *model_type) {
+    char *dir = tu_mkdtemp();
+    tu_write_checkpoint(dir, &(tu_ckpt){.seed = 11, .dtype = dtype, .exact16 = dtype != T2_F32, .tie = tie, .model_type = model_type});
+    t2_model *m = tu_load(dir, 2);
+    int32_t ids[12] = {1, 5, 9, 3, 7, 2, 8, 4, 6, 10, 12, 11};
+    int n = 12;
+    float *a = malloc(sizeof(float) * n * TU_V), *b = malloc(sizeof(float) * n * TU_V);
+    logits_of(m, ids, n, a);
+    size_t np = 1;
+    ck_assert_ptr_null(t2_model_trainable_params(m, &np));
+    ck_assert_uint_eq(np, 0);
+    ck_assert_int_eq(t2_model_make_trainable(m), T2_OK);
+    ck_assert_int_eq(t2_model_make_trainable(m), T2_OK); /* again: nothing */
+    float *p = t2_model_trainable_params(m, &np);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(np, (size_t)t2_model_n_params(m));
+    logits_of(m, ids, n, b);
+    float worst = 0;
+    for (int i = 0; i < n * TU_V; i++) worst = fmaxf(worst, fabsf(a[i] - b[i]));
+    /* F32: the same weights through the same kernels; BF16/F16: exact values (exact16), f32 kernels now */
+    ck_assert_msg(worst <= (dtype == T2_F32 ? 0 : 1e-4f), "logits moved by %g after make_trainable", worst);
+
+    char *path = tu_join(dir, "saved.safetensors");
+    ck_assert_int_eq(t2_model_save_weights(m, path, T2_F32, NULL), T2_OK);
+    ck_assert_int_eq(t2_model_save_weights(m, path, T2_F16, NULL), T2_ERR_INVALID_ARG);
+    char *sdir = tu_mkdir(dir, "saved");
+    char *cfg_from = tu_join(dir, "config.json"), *cfg_to = tu_join(sdir, "config.json"), *w_to = tu_join(sdir, "model.safetensors");
+    size_t len;
+    unsigned char *cfg = tu_read_file(cfg_from, &len);
+    tu_write_bytes(cfg_to, cfg, len);
+    ck_assert_int_eq(rename(path, w_to), 0);
+    t2_model *m2 = tu_load(sdir, 2);
+    ck_assert_int_eq(t2_model_n_params(m2), t2_model_n_params(m));
+    logits_of(m2, ids, n, a);
+    for (int i = 0; i < n * TU_V; i++) ck_assert_msg(a[i] == b[i], "saved model differs at %d: %g vs %g", i, a[i], b[i]);
+    t2_model_free(m2);
+
+    /* the flat gradient is laid out as the parameters; a few Adam steps raise J */
+    t2_status st;
+    t2_weight_grads *g = t2_weight_grads_new(m, &st);
+    size_t ng;
+    float *gr = t2_weight_grads_flat(g, &ng);
+    ck_assert_uint_eq(ng, np);
+    for (int i = 0, off = 0; i < t2_weight_grads_count(g); i++) {
+        int64_t shape[2];
+        int nd;
+        t2_weight_grads_name(g, i, shape, &nd);
+        ck_assert_ptr_eq(t2_weight_grads_data(g, i), gr + off);
+        off += (int)(shape[0] * (nd == 2 ? shape[1] : 1));
+    }
+    t2_adam_params ap = t2_adam_default_params();
+    ap.lr = 1e-2f;
+    ap.clip = 0;
+    t2_adam *adam = t2_adam_new(np, &ap, &st);
+    double J0 = 0, J = 0;
+    for (int step = 0; step < 5; step++) {
+        memset(gr, 0, ng * sizeof *gr);
+        t2_grad_request rq = {.ids = ids, .n = n, .k0 = 4, .weight = -1.0f, .dw = g};
+        ck_assert_int_eq(t2_logprob_grad(m, &rq, &J), T2_OK);
+        if (step == 0) J0 = J;
+        t2_adam_step(adam, p, gr);
+    }
+    ck_assert_msg(J > J0 + 0.5, "log-likelihood %g -> %g after 5 Adam steps", J0, J);
+    t2_adam_free(adam);
+    t2_weight_grads_free(g);
+    free(cfg);
+    free(cfg_from), free(cfg_to), free(w_to), free(sdir), free(path);
+    free(a), free(b);
+    t2_model_free(m);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+START_TEST(test_trainable_f32) { check_trainable(T2_F32, 0, NULL); }
+END_TEST
+START_TEST(test_trainable_bf16_tied) { check_trainable(T2_BF16, 1, NULL); }
+END_TEST
+START_TEST(test_trainable_qwen2_biases) { check_trainable(T2_F32, 1, "qwen2"); }
+END_TEST
+
+/* A model from scratch: the initial weights load, are reproducible from the seed, and have the stated
+ * statistics (norms 1, matrices ~ N(0, std²), output projections scaled down by √(2·layers)). */
+START_TEST(test_write_init) {
+    char *dir = tu_mkdtemp();
+    tu_write_checkpoint(dir, &(tu_ckpt){.seed = 3});
+    char *cfgp = tu_join(dir, "config.json"), *w = tu_join(dir, "model.safetensors"), *w2 = tu_join(dir, "again.safetensors");
+    t2_model_config c;
+    ck_assert_int_eq(t2_model_config_load(cfgp, &c), T2_OK);
+    remove(w);
+    ck_assert_int_eq(t2_model_write_init(&c, w, 5, 0.5f), T2_OK);
+    ck_assert_int_eq(t2_model_write_init(&c, w2, 5, 0.5f), T2_OK);
+    size_t l1, l2;
+    unsigned char *b1 = tu_read_file(w, &l1), *b2 = tu_read_file(w2, &l2);
+    ck_assert(l1 == l2 && !memcmp(b1, b2, l1));
+    ck_assert_int_eq(t2_model_write_init(&c, w2, 5, 0.0f), T2_ERR_INVALID_ARG);
+    t2_model *m = tu_load(dir, 1);
+    ck_assert_int_eq(t2_model_make_trainable(m), T2_OK);
+    t2_status st;
+    t2_weight_grads *g = t2_weight_grads_new(m, &st);
+    size_t np;
+    float *p = t2_model_trainable_params(m, &np);
+    for (int i = 0, off = 0; i < t2_weight_grads_count(g); i++) {
+        int64_t shape[2];
+        int nd;
+        const char *name = t2_weight_grads_name(g, i, shape, &nd);
+        int k = (int)(shape[0] * (nd == 2 ? shape[1] : 1));
+        double s1 = 0, s2 = 0;
+        for (int j = 0; j < k; j++) s1 += p[off + j], s2 += (double)p[off + j] * p[off + j];
+        if (nd == 1) {
+            ck_assert_msg(s1 == k && s2 == k, "%s: norm weights should be 1", name);
+        } else {
+            double sd = sqrt(s2 / k), want = strstr(name, "o_proj") || strstr(name, "down_proj") ? 0.5 / sqrt(2.0 * TU_L) : 0.5;
+            ck_assert_msg(fabs(sd - want) < 0.15 * want, "%s: std %g, want %g", name, sd, want);
+        }
+        off += k;
+    }
+    t2_weight_grads_free(g);
+    t2_model_free(m);
+    free(b1), free(b2), free(cfgp), free(w), free(w2);
+    tu_rm_rf(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("core");
@@ -311,6 +449,12 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_reinforce_raises_reward);
     tcase_add_test(tc, test_reinforce_loop_keeps_best);
     suite_add_tcase(s, tc);
+    TCase *tw = tcase_create("weights");
+    tcase_add_test(tw, test_trainable_f32);
+    tcase_add_test(tw, test_trainable_bf16_tied);
+    tcase_add_test(tw, test_trainable_qwen2_biases);
+    tcase_add_test(tw, test_write_init);
+    suite_add_tcase(s, tw);
     return s;
 }
 

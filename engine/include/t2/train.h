@@ -32,6 +32,9 @@ void t2_weight_grads_free(t2_weight_grads *g);
 int t2_weight_grads_count(const t2_weight_grads *g);
 const char *t2_weight_grads_name(const t2_weight_grads *g, int i, int64_t shape[2], int *ndim);
 float *t2_weight_grads_data(t2_weight_grads *g, int i);
+/* Every gradient as one array ([*n] floats: tensor 0, tensor 1, ... in count order), laid out as
+ * t2_model_trainable_params. Borrowed, valid until t2_weight_grads_free. */
+float *t2_weight_grads_flat(t2_weight_grads *g, size_t *n);
 
 typedef struct t2_grad_request {
     const int32_t *ids;        /* [n] prompt + completion */
@@ -59,6 +62,25 @@ typedef struct t2_grad_request {
 /* Compute J (unweighted) into *logprob and accumulate the gradients of weight·J − λ·KL. */
 t2_status t2_logprob_grad(t2_model *m, const t2_grad_request *rq, double *logprob);
 
+/* ---------------- training every weight ---------------- */
+
+/* Make every weight of m trainable: all matrices, norms and biases are copied (BF16/F16 widened) into one
+ * owned f32 array laid out as t2_weight_grads_flat, and the model runs from it from then on (4 bytes per
+ * parameter). The model must not be in use by another thread meanwhile. Calling it again does nothing. */
+t2_status t2_model_make_trainable(t2_model *m);
+/* The trainable parameters ([*n] floats), or NULL (*n = 0) before t2_model_make_trainable. Writing into
+ * them changes the model (e.g. an optimiser step: t2_adam_step over the flat gradient). Borrowed, valid
+ * until t2_model_free. */
+float *t2_model_trainable_params(t2_model *m, size_t *n);
+/* Write every weight of m (made trainable first if it is not) to one safetensors file at path, in the
+ * tensor names and shapes the model was loaded from, as F32 or BF16 (rounded to nearest even); meta as for
+ * t2_st_write. The folder's config.json and tokenizer files are the caller's to copy. */
+t2_status t2_model_save_weights(t2_model *m, const char *path, t2_dtype dtype, const char *const *meta);
+/* A freshly initialised model of config c, for training from scratch, written as F32 safetensors to path:
+ * matrices drawn from N(0, std²) (the attention output and MLP down projections from N(0, std²/(2·layers)),
+ * GPT-2's scaling of the residual branches), norm weights 1, biases 0; reproducible from seed. */
+t2_status t2_model_write_init(const t2_model_config *c, const char *path, uint64_t seed, float std);
+
 /* ---------------- optimisation ---------------- */
 
 typedef struct t2_adam_params {
@@ -74,6 +96,8 @@ typedef struct t2_adam t2_adam;
 /* Adam state for n parameters. Caller frees with t2_adam_free. */
 t2_adam *t2_adam_new(size_t n, const t2_adam_params *p, t2_status *err);
 void t2_adam_free(t2_adam *a);
+/* Change the learning rate from the next step on (for schedules: warm-up, cosine decay). */
+void t2_adam_set_lr(t2_adam *a, float lr);
 /* One step that decreases the loss whose gradient is grad: clip grad to the global norm, then the
  * bias-corrected Adam update of params. Returns the gradient norm before clipping. */
 double t2_adam_step(t2_adam *a, float *params, const float *grad);
