@@ -8,6 +8,8 @@
  *
  * Each example is the task's system prompt and user prompt rendered by the model's chat template with the
  * generation prompt, then the target (the task's solution, else its answer) and the end-of-turn token;
+ * with --time-limit the cosine decay follows the elapsed fraction of the limit when that is ahead of the steps,
+ * so a run cut short by the clock still ends at --min-lr;
  * the loss is the mean negative log-likelihood of the target tokens over the batch. Adam
  * (t2_adam, no weight decay) with global-norm clipping, linear warm-up then cosine decay to --min-lr. */
 #include "cmd_sft.h"
@@ -79,7 +81,7 @@ typedef struct example {
 typedef struct sft_set {
     example *ex;
     size_t n, cap;
-    size_t skipped_long;
+    size_t skipped_long, skipped_empty;
 } sft_set;
 
 /* Tokenise every task of one dataset spec into examples (prompt + target + end of turn). */
@@ -108,7 +110,8 @@ static t2_status add_examples(sft_set *set, const char *spec, const char *split,
         }
         int n = (int)(np + nt) + (stop >= 0);
         if (n > max_len || nt == 0) {
-            set->skipped_long++;
+            if (nt == 0) set->skipped_empty++;
+            else set->skipped_long++;
             free(p);
             free(a);
             continue;
@@ -186,10 +189,12 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Learning rate at step (0-based): linear warm-up, then cosine from lr down to min_lr at the last step. */
-static float lr_at(long step, long steps, long warmup, double lr, double min_lr) {
+/* Learning rate at step (0-based): linear warm-up, then cosine from lr down to min_lr at the last step, or at
+ * the time limit if that comes first (time_frac: the fraction of it elapsed, 0 without one). */
+static float lr_at(long step, long steps, long warmup, double lr, double min_lr, double time_frac) {
     if (step < warmup) return (float)(lr * (double)(step + 1) / (double)warmup);
-    double p = steps > warmup ? (double)(step - warmup) / (double)(steps - warmup) : 1.0;
+    double p = steps - 1 > warmup ? (double)(step - warmup) / (double)(steps - 1 - warmup) : 1.0;
+    if (time_frac > p) p = time_frac < 1 ? time_frac : 1;
     return (float)(min_lr + 0.5 * (lr - min_lr) * (1.0 + cos(M_PI * p)));
 }
 
@@ -217,6 +222,11 @@ int t2_cmd_model_sft(int argc, char **argv) {
         fprintf(stderr, "t2 model sft: --dtype must be f32 or bf16\n");
         rc = T2_EXIT_USAGE;
     }
+    struct stat in_st, out_st;
+    if (!rc && stat(out, &out_st) == 0 && stat(dir, &in_st) == 0 && in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino) {
+        fprintf(stderr, "t2 model sft: --out %s is the model folder itself; sft writes a new model folder\n", out);
+        rc = T2_EXIT_USAGE;
+    }
     if (rc) {
         cli_free(&o);
         return rc;
@@ -238,8 +248,9 @@ int t2_cmd_model_sft(int argc, char **argv) {
     }
     free(specs);
     if (!rc && set.n == 0) {
-        fprintf(stderr, "t2 model sft: no examples (%zu longer than --max-len %lld)\n", set.skipped_long, max_len);
-        rc = T2_EXIT_USAGE;
+        fprintf(stderr, "t2 model sft: no examples to train on (%zu longer than --max-len %lld, %zu with an empty target)\n",
+                set.skipped_long, max_len, set.skipped_empty);
+        rc = T2_EXIT_ERROR;
     }
     t2_model *m = rc ? NULL : cli_load_model(dir, (int)threads, 0, &rc);
     t2_weight_grads *g = NULL;
@@ -298,7 +309,9 @@ int t2_cmd_model_sft(int argc, char **argv) {
         }
         if (rc) break;
         /* grad holds ∂(mean NLL)/∂θ: the weight −1/ntok made it the gradient of the loss to decrease */
-        t2_adam_set_lr(adam, lr_at(step, steps, warmup, lr, min_lr));
+        double tf = time_limit > 0 ? (now_s() - t0) / time_limit : 0;
+        float cur_lr = lr_at(step, steps, warmup, lr, min_lr, tf);
+        t2_adam_set_lr(adam, cur_lr);
         double gn = t2_adam_step(adam, params, grad);
         win_loss += -sum_lp;
         win_tok += ntok;
@@ -307,13 +320,13 @@ int t2_cmd_model_sft(int argc, char **argv) {
         int stop_time = time_limit > 0 && el >= time_limit;
         if ((step + 1) % log_every == 0 || step + 1 == steps || stop_time) {
             last_loss = win_loss / (double)win_tok;
-            printf("step %ld/%lld  loss %.4f  grad-norm %.3f  lr %.2e  %.0f tok/s  %.0fs\n", step + 1, steps, last_loss,
-                   gn, (double)lr_at(step, steps, warmup, lr, min_lr), (double)all_tok / el, el);
+            printf("step %ld/%lld  loss %.4f  grad-norm %.4g  lr %.2e  %.0f tok/s  %.0fs\n", step + 1, steps, last_loss,
+                   gn, (double)cur_lr, (double)all_tok / el, el);
             fflush(stdout);
             win_loss = 0, win_tok = 0;
         }
         if (save_every > 0 && (step + 1) % save_every == 0 && step + 1 < steps)
-            rc = save_model(m, dir, out, dtype, step + 1, last_loss);
+            rc = save_model(m, dir, out, dtype, step + 1, win_tok ? win_loss / (double)win_tok : last_loss);
         if (stop_time) {
             printf("time limit of %.0f s reached at step %ld\n", time_limit, step + 1);
             step++;
