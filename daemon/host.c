@@ -101,9 +101,13 @@ static t2_status h_experts_json(t2_host *h, char **json) {
     t2_status st = t2d_store_expert_list(h->d->store, h->tenant, 1, &ex, &n);
     if (st != T2_OK) return t2_set_error(st, "%s", t2d_store_errmsg());
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:b}", "name", ex[i].name, "label", ex[i].label, "owner",
-                                             ex[i].owner, "published", ex[i].published));
+    for (size_t i = 0; i < n; i++) {
+        json_t *meta = json_loads(ex[i].meta ? ex[i].meta : "", 0, NULL);
+        const char *kind = json_string_value(json_object_get(meta, "kind"));
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:b, s:s}", "name", ex[i].name, "label", ex[i].label, "owner",
+                                             ex[i].owner, "published", ex[i].published, "kind", kind ? kind : "svf"));
+        json_decref(meta);
+    }
     t2d_experts_free(ex, n);
     *json = json_dumps(arr, JSON_COMPACT);
     json_decref(arr);

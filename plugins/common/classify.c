@@ -57,7 +57,8 @@ int t2_classify_labels(const char *experts_json, const char *skip, char *pool, c
     json_t *v;
     if (json_is_array(a)) json_array_foreach(a, i, v) {
             const char *l = json_string_value(json_object_get(v, "label"));
-            if (!l || !*l || (skip && !strcmp(l, skip)) || n >= max) continue;
+            const char *kind = json_string_value(json_object_get(v, "kind"));
+            if (!l || !*l || (skip && !strcmp(l, skip)) || (kind && !strcmp(kind, "lora")) || n >= max) continue;
             int seen = 0;
             for (int k = 0; k < n; k++) seen |= !strcmp(labels[k], l);
             if (seen) continue;

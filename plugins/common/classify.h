@@ -11,6 +11,8 @@
 
 #define T2_CLASSIFY_MAX_LABELS 32
 #define T2_CLASSIFY_OTHER "others"
+/* The label of the classification expert (trained by the cls trainer, used by the classifier dispatch). */
+#define T2_CLASSIFY_EXPERT_LABEL "classifier"
 
 /* The system prompt for these labels (they are listed in the given order, then "others").
  * Caller frees with free(); NULL when out of memory. */
@@ -21,8 +23,8 @@ char *t2_classify_system(const char *const *labels, int n);
  * "others", an unknown word or no answer at all (then the base model answers). */
 int t2_classify_parse(const char *answer, const char *const *labels, int n);
 
-/* Distinct labels of a host experts_json array text, in first-seen order, skipping empty labels and
- * those in `skip` (e.g. the classifier's own label). Writes up to max pointers into labels (strings
+/* Distinct labels of a host experts_json array text, in first-seen order, skipping empty labels, LoRA
+ * experts (baselines: the two passes choose among SVF experts) and the label `skip` (e.g. the classifier's). Writes up to max pointers into labels (strings
  * copied into pool, which must hold at least strlen(json) + 1 bytes); returns the count. */
 int t2_classify_labels(const char *experts_json, const char *skip, char *pool, const char **labels, int max);
 

@@ -31,7 +31,8 @@ const char *t2p_expert_where(json_t *experts, const char *key, const char *value
     size_t i;
     json_t *v;
     json_array_foreach(experts, i, v) {
-        const char *x = json_string_value(json_object_get(v, key));
+        const char *x = json_string_value(json_object_get(v, key)), *kind = json_string_value(json_object_get(v, "kind"));
+        if (!strcmp(key, "label") && kind && !strcmp(kind, "lora")) continue;
         if (x && value && !strcmp(x, value)) return json_string_value(json_object_get(v, want));
     }
     return NULL;

@@ -19,7 +19,8 @@ void t2p_config_fini(void *state);
 const char *t2p_settings(const void *state, const char *request_settings);
 
 /* The value of `want` in the first entry of an experts_json array whose `key` equals value, or NULL
- * (borrowed from experts). */
+ * (borrowed from experts). Looked up by "label", LoRA experts are skipped: a label names the SVF expert
+ * the second pass runs under. */
 const char *t2p_expert_where(json_t *experts, const char *key, const char *value, const char *want);
 
 #endif

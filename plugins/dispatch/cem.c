@@ -17,7 +17,8 @@
  * error):
  *   split null        the examples' split (null: every task of the spec)
  *   n 10              examples used (the first n)
- *   experts [...]     names of the experts to mix (default: every expert the tenant may use)
+ *   experts [...]     names of the experts to mix (default: every SVF expert the tenant may use, except the
+ *                     classification expert, labelled "classifier")
  *   per_matrix false  one α per expert per adapted matrix
  *   generations 10    the budget          population 32    elite_ratio 0.2
  *   init_mean 0.5     init_std 0.3        std_floor 0.02   (the Gaussian over α)
@@ -30,6 +31,7 @@
  * detail is summarised as "alpha_mean" per expert; the full α stays in the store). On failure the detail
  * is {"error": "..."} and the same message is logged. */
 #include "cem.h"
+#include "classify.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -282,7 +284,8 @@ static uint64_t fnv1a(const char *s) {
     return x;
 }
 
-/* The experts to mix: the settings' list, or every expert the tenant may use (registry order). */
+/* The experts to mix: the settings' list, or every SVF expert the tenant may use (registry order) except the
+ * classification expert (a LoRA cannot be mixed; the classifier answers the first pass, not tasks). */
 static t2_status open_experts(search *se, char *why, size_t cap) {
     json_t *list = se->s->experts, *all = NULL;
     if (!list) {
@@ -297,7 +300,9 @@ static t2_status open_experts(search *se, char *why, size_t cap) {
         }
         list = json_array();
         for (size_t i = 0; i < json_array_size(all); i++) {
-            json_t *name = json_object_get(json_array_get(all, i), "name");
+            json_t *e = json_array_get(all, i), *name = json_object_get(e, "name");
+            const char *kind = json_string_value(json_object_get(e, "kind")), *label = json_string_value(json_object_get(e, "label"));
+            if ((kind && strcmp(kind, "svf")) || (label && !strcmp(label, T2_CLASSIFY_EXPERT_LABEL))) continue;
             if (json_is_string(name)) json_array_append(list, name);
         }
         json_decref(all);

@@ -28,7 +28,6 @@
 #define NAME "prompt"
 #define DESCRIPTION "first pass: the base model names the label of the expert to answer with (Classification: \\boxed{label})"
 #endif
-#define CLASSIFIER_LABEL "classifier"
 
 static const t2_host_api *api;
 
@@ -56,7 +55,7 @@ static t2_status decide(void *p, t2_host *h, const t2_dispatch_request *rq, t2_d
     json_t *arr = json_loads(ej, 0, NULL);
     char *pool = malloc(strlen(ej) + 1);
     const char *labels[T2_CLASSIFY_MAX_LABELS];
-    int n = pool ? t2_classify_labels(ej, CLASSIFIER_LABEL, pool, labels, T2_CLASSIFY_MAX_LABELS) : 0;
+    int n = pool ? t2_classify_labels(ej, T2_CLASSIFY_EXPERT_LABEL, pool, labels, T2_CLASSIFY_MAX_LABELS) : 0;
     json_t *detail = json_object();
     json_t *jl = json_array();
     for (int i = 0; i < n; i++) json_array_append_new(jl, json_string(labels[i]));
@@ -64,7 +63,7 @@ static t2_status decide(void *p, t2_host *h, const t2_dispatch_request *rq, t2_d
     t2_hexpert *classifier = NULL;
 #ifdef T2_CLASSIFIER
     const char *cname = json_string_value(json_object_get(settings, "expert"));
-    if (!cname) cname = json_is_array(arr) ? t2p_expert_where(arr, "label", CLASSIFIER_LABEL, "name") : NULL;
+    if (!cname) cname = json_is_array(arr) ? t2p_expert_where(arr, "label", T2_CLASSIFY_EXPERT_LABEL, "name") : NULL;
     if (!cname) {
         api->log(h, T2_LOG_WARN, "classifier: no classification expert (settings \"expert\", or an expert labelled \"classifier\")");
         st = T2_ERR_NOT_FOUND;

@@ -31,7 +31,7 @@ struct t2_policy {
 };
 
 typedef struct mexpert {
-    char name[64], label[64];
+    char name[64], label[64], kind[8];
     float *z;
 } mexpert;
 
@@ -174,8 +174,9 @@ static t2_status h_experts_json(t2_host *h, char **json) {
     if (m->omit_experts_json) return T2_ERR_IO;
     json_t *arr = json_array();
     for (int i = 0; i < m->in->n_experts; i++)
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:b}", "name", m->in->experts[i].name, "label",
-                                             m->in->experts[i].label, "owner", "test", "published", 0));
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:b, s:s}", "name", m->in->experts[i].name, "label",
+                                             m->in->experts[i].label, "owner", "test", "published", 0, "kind",
+                                             *m->in->experts[i].kind ? m->in->experts[i].kind : "svf"));
     char *d = json_dumps(arr, JSON_COMPACT);
     json_decref(arr);
     if (!d) return T2_ERR_NOMEM;
@@ -621,6 +622,13 @@ void mock_host_reset_counters(mock_host *m) {
 }
 
 int64_t mock_host_n_params(const mock_host *m) { return (int64_t)m->n_matrices * m->matrix_len; }
+
+t2_status mock_host_set_expert_kind(mock_host *m, const char *name, const char *kind) {
+    mexpert *x = find_expert(m, name);
+    if (!x || !kind || strlen(kind) >= sizeof x->kind) return T2_ERR_INVALID_ARG;
+    snprintf(x->kind, sizeof x->kind, "%s", kind);
+    return T2_OK;
+}
 
 t2_status mock_host_add_expert(mock_host *m, const char *name, const char *label, const float *z) {
     if (!name || !*name || strlen(name) >= 64 || find_expert(m, name)) return T2_ERR_INVALID_ARG;

@@ -135,6 +135,8 @@ int64_t mock_host_n_params(const mock_host *m);
 /* Register an expert the tenant may use: name (unique, < 64 bytes), label, z[mock_host_n_params] copied
  * (NULL: all ones). T2_ERR_INVALID_ARG on a duplicate or bad name. */
 t2_status mock_host_add_expert(mock_host *m, const char *name, const char *label, const float *z);
+/* The kind experts_json reports for an expert ("svf" unless set; "lora" for a LoRA). */
+t2_status mock_host_set_expert_kind(mock_host *m, const char *name, const char *kind);
 
 /* Register a dataset: api->dataset_open(spec, split) finds it when split matches (the mock's split NULL
  * matches any request; a request with split NULL or "all" matches any registered split of that spec,

@@ -185,6 +185,30 @@ START_TEST(test_finds_known_alpha_and_caches_it) {
 END_TEST
 
 /* One α per expert per matrix: matrices want different α, only per_matrix can reach accuracy 1. */
+/* By default the search mixes the tenant's SVF experts: not the classification expert, not a LoRA. */
+START_TEST(test_default_experts) {
+    world w = {.target = {{0.7f}, {0.2f}, {0.0f}}};
+    mock_host *m = make_world(&w, "Solve it.");
+    ck_assert_int_eq(mock_host_add_expert(m, "classifier", "classifier", NULL), T2_OK);
+    ck_assert_int_eq(mock_host_add_expert(m, "lora-math", "math", NULL), T2_OK);
+    ck_assert_int_eq(mock_host_set_expert_kind(m, "lora-math", "lora"), T2_OK);
+    void *state = init_state("{}");
+    t2_dispatch_decision dd;
+    t2_status st = run(m, state, "task-d", "few", "{\"generations\": 2}", &dd);
+    ck_assert_msg(st == T2_OK, "%s: %s", mock_status_name(st), dd.detail);
+    json_t *o = json_loads(dd.detail, 0, NULL), *ex = json_object_get(o, "experts");
+    ck_assert_int_eq(json_array_size(ex), 3);
+    for (size_t i = 0; i < json_array_size(ex); i++) {
+        ck_assert_str_ne(json_string_value(json_array_get(ex, i)), "classifier");
+        ck_assert_str_ne(json_string_value(json_array_get(ex, i)), "lora-math");
+    }
+    json_decref(o);
+    A->expert_free(dd.expert);
+    PL->fini(state);
+    mock_host_free(m);
+}
+END_TEST
+
 START_TEST(test_per_matrix) {
     world w = {.target = {{0.9f, 0.1f}, {0.0f, 0.6f}, {0.4f, 1.0f}}, .per_matrix = 1};
     mock_host *m = make_world(&w, "");
@@ -371,6 +395,7 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_finds_known_alpha_and_caches_it);
+    tcase_add_test(tc, test_default_experts);
     tcase_add_test(tc, test_per_matrix);
     tcase_add_test(tc, test_settings_restrict_and_merge);
     tcase_add_test(tc, test_two_system_prompts);

@@ -3,6 +3,9 @@
  * correctly only when it should), and the cls trainer trains on exactly the prompt they ask. */
 #include "classify.h"
 #include "mock_host.h"
+#include "pconfig.h"
+
+#include <jansson.h>
 
 #include <check.h>
 #include <stdio.h>
@@ -30,7 +33,8 @@ START_TEST(test_parse) {
 END_TEST
 
 START_TEST(test_system_and_labels) {
-    const char *json = "[{\"name\":\"m\",\"label\":\"math\"},{\"name\":\"c\",\"label\":\"code\"},{\"name\":\"m2\",\"label\":\"math\"},"
+    const char *json = "[{\"name\":\"lm\",\"label\":\"math\",\"kind\":\"lora\"},{\"name\":\"lp\",\"label\":\"poetry\",\"kind\":\"lora\"},"
+                       "{\"name\":\"m\",\"label\":\"math\"},{\"name\":\"c\",\"label\":\"code\",\"kind\":\"svf\"},{\"name\":\"m2\",\"label\":\"math\"},"
                        "{\"name\":\"k\",\"label\":\"classifier\"},{\"name\":\"x\",\"label\":\"\"}]";
     char pool[256];
     const char *labels[8];
@@ -43,6 +47,12 @@ START_TEST(test_system_and_labels) {
     ck_assert_ptr_nonnull(strstr(sys, "\\boxed{kind}"));
     free(sys);
     ck_assert_int_eq(t2_classify_labels("not json", NULL, pool, labels, 8), 0);
+    /* a label names the SVF expert (LoRA experts are baselines, neither listed nor chosen); by name, any kind */
+    json_t *arr = json_loads(json, 0, NULL);
+    ck_assert_str_eq(t2p_expert_where(arr, "label", "math", "name"), "m");
+    ck_assert_ptr_null(t2p_expert_where(arr, "label", "poetry", "name"));
+    ck_assert_str_eq(t2p_expert_where(arr, "name", "lm", "label"), "math");
+    json_decref(arr);
 }
 END_TEST
 

@@ -26,8 +26,8 @@ START_TEST(test_experts_and_mix) {
     ck_assert_int_eq(mock_host_add_expert(m, "a", "x", NULL), T2_ERR_INVALID_ARG);
     char *js = NULL;
     ck_assert_int_eq(A->experts_json(h, &js), T2_OK);
-    ck_assert_str_eq(js, "[{\"name\":\"a\",\"label\":\"math\",\"owner\":\"test\",\"published\":false},"
-                         "{\"name\":\"b\",\"label\":\"code\",\"owner\":\"test\",\"published\":false}]");
+    ck_assert_str_eq(js, "[{\"name\":\"a\",\"label\":\"math\",\"owner\":\"test\",\"published\":false,\"kind\":\"svf\"},"
+                         "{\"name\":\"b\",\"label\":\"code\",\"owner\":\"test\",\"published\":false,\"kind\":\"svf\"}]");
     A->free(js);
     t2_hexpert *a, *b, *mx, *pm, *nw;
     ck_assert_int_eq(A->expert_open(h, "nope", &a), T2_ERR_NOT_FOUND);

@@ -181,7 +181,8 @@ typedef struct t2_host_api {
 
     /* --- the model and experts --- */
     /* Labels and names of the experts the caller's tenant may use (its own and published ones), as a
-     * JSON array text [{"name":..., "label":...}, ...]. Owned (api->free). */
+     * JSON array text [{"name":..., "label":..., "owner":..., "published":..., "kind": "svf"|"lora"}, ...].
+     * Owned (api->free). */
     t2_status (*experts_json)(t2_host *h, char **json);
     /* Open a registered expert the tenant may use. */
     t2_status (*expert_open)(t2_host *h, const char *name, t2_hexpert **out);
