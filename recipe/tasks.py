@@ -1,0 +1,861 @@
+#!/usr/bin/env python3
+"""Synthetic task families for the tiny-model recipe, in the formats of the real benchmarks.
+
+Every family is written as a generic JSONL file (daemon/tasks/tasks.h, "Generic JSONL format") whose
+prompts, system prompts and extra keys are the ones the benchmark loaders build, so the same graders apply:
+
+  family          like          grader   answer             solution ends with
+  math            GSM8K         math     number             "#### N"            (extra.answer_format "number")
+  code            MBPP          code     - (tests)          a ```python fenced function
+  reasoning       ARC-Easy      choice   letter A-D         "the answer is (X)."
+  math-hard       MATH          math     number             "\\boxed{N}"          (extra.answer_format "boxed")
+  code-hard       HumanEval     code     - (tests)          a ```python fenced function
+  reasoning-hard  ARC-Challenge choice   letter A-D         "the answer is (X)."
+  cls             routing       label    math/code/reasoning "Classification: \\boxed{label}"
+
+Files: <family>.jsonl with a "split" on every line (train / validation / test; the hard families only
+validation and test) and sft-<family>.jsonl without one, a larger pool for next-token pretraining whose
+prompts appear in no <family>.jsonl. No prompt is used twice anywhere: one set of used prompts is shared by
+families 1-6, so the splits and the SFT pools are disjoint. cls reuses prompts of families 1-6: its train /
+validation / test lines come from the same split of their source family (the hard families, which have no
+train split, give cls-train prompts from a reserve used nowhere else) and sft-cls from the SFT pools.
+
+Usage: python3 recipe/tasks.py --out DIR [--seed 0] [--scale 1.0]
+The output is byte-identical for the same seed and scale (one random.Random per family, seeded from
+"<seed>:<family>"; JSON with sorted keys; ASCII only).
+"""
+import argparse
+import json
+import os
+import random
+import sys
+
+# ---------------- system prompts (daemon/tasks/loaders.c, plugins/common/classify.c) ----------------
+
+SYS_GSM8K = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+             "request. Reason step by step, then give the final answer as a number on the last line in the form "
+             "\"#### N\".")
+SYS_MATH = "Solve the question below by reasoning step by step, and put the final answer within \\boxed{}."
+SYS_ARC = ("The following are multiple choice questions (with answers). Think step by step and then finish your "
+           "answer with \"the answer is (X)\" where X is the correct letter choice.")
+SYS_CODE = ("You are an exceptionally intelligent coding assistant that consistently delivers accurate and "
+            "reliable responses to user instructions.")
+CLS_LABELS = ("math", "code", "reasoning")
+
+
+def classify_system(labels):
+    """The text t2_classify_system() (plugins/common/classify.c) builds for these labels."""
+    return ("You route questions to specialists. Read the question the user gives you and decide which kind of "
+            "specialist should answer it. The kinds are: " + "".join(l + ", " for l in labels) +
+            "or others if none of them fits. Do not answer the question itself. Reply with one line: "
+            "Classification: \\boxed{kind}")
+
+
+SYS_CLS = classify_system(CLS_LABELS)
+LETTERS = ("A", "B", "C", "D")
+
+# ---------------- a small world ----------------
+
+NAMES = ["Ann", "Ben", "Cara", "Dan", "Eva", "Finn", "Gina", "Hugo", "Ivy", "Jack", "Kate", "Leo", "Mia", "Nick",
+         "Olga", "Paul", "Rosa", "Sam", "Tina", "Umar", "Vera", "Will", "Yara", "Zack", "Lily", "Omar", "Nora",
+         "Tom", "Sara", "Max"]
+OBJECTS = [("pen", "pens"), ("apple", "apples"), ("marble", "marbles"), ("sticker", "stickers"),
+           ("cookie", "cookies"), ("card", "cards"), ("ball", "balls"), ("pencil", "pencils"),
+           ("shell", "shells"), ("stamp", "stamps"), ("egg", "eggs"), ("candy", "candies"),
+           ("button", "buttons"), ("bead", "beads"), ("flower", "flowers"), ("coin", "coins"),
+           ("grape", "grapes"), ("toy car", "toy cars"), ("book", "books"), ("orange", "oranges")]
+CONTAINERS = [("box", "boxes"), ("bag", "bags"), ("pack", "packs"), ("basket", "baskets"), ("crate", "crates"),
+              ("jar", "jars"), ("tray", "trays")]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+CATEGORIES = {
+    "fruit": ["apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear", "plum", "melon", "kiwi"],
+    "tool": ["hammer", "saw", "wrench", "drill", "shovel", "screwdriver", "rake", "chisel", "pliers"],
+    "colour": ["red", "blue", "green", "yellow", "purple", "pink", "brown", "black", "white", "grey"],
+    "animal": ["dog", "cat", "horse", "cow", "sheep", "lion", "tiger", "rabbit", "mouse", "goat", "bear", "wolf"],
+    "vehicle": ["car", "bus", "truck", "bicycle", "train", "boat", "plane", "tractor", "scooter"],
+    "instrument": ["piano", "guitar", "violin", "drum", "flute", "trumpet", "harp"],
+}
+WEIGHED = ["dog", "cat", "horse", "cow", "sheep", "goat", "pig", "rabbit", "fox", "deer", "bear", "wolf"]
+ROPES = ["rope", "ribbon", "string", "cable", "wire", "belt", "scarf", "hose"]
+# (adjective, opposite, superlative, opposite superlative)
+RELATIONS = [("taller", "shorter", "tallest", "shortest"), ("older", "younger", "oldest", "youngest"),
+             ("heavier", "lighter", "heaviest", "lightest"), ("faster", "slower", "fastest", "slowest")]
+WORDS = ["cat", "house", "python", "apple", "river", "green", "table", "music", "light", "stone", "paper",
+         "cloud", "garden", "window", "yellow", "bottle", "rabbit", "summer", "planet", "forest", "code", "sun"]
+
+
+def an(word):
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def two_names(r):
+    a, b = r.sample(NAMES, 2)
+    return a, b
+
+
+def scene(r):
+    """Two people, an object (singular, plural) and a container (singular, plural) for a word problem."""
+    return (*two_names(r), *r.choice(OBJECTS), *r.choice(CONTAINERS))
+
+
+def distinct_ints(r, n, lo, hi):
+    return r.sample(range(lo, hi + 1), n)
+
+
+# ---------------- 1. math (GSM8K format) ----------------
+# Each template returns (question, reasoning lines, answer); the answer is an integer in 0..200.
+
+def m_pack(r):
+    n, m, s, o, c, cs = scene(r)
+    a, b = r.randint(2, 12), r.randint(2, 12)
+    verb = r.choice(["buys", "gets", "has", "brings"])
+    q = f"{n} {verb} {a} {cs} of {o}. Each {c} holds {b} {o}. How many {o} does {n} have in total?"
+    return q, [f"There are {a} {cs} with {b} {o} each, so {a} * {b} = {a * b}."], a * b
+
+
+def m_add(r):
+    n, m, s, o, c, cs = scene(r)
+    a, b = r.randint(1, 100), r.randint(1, 100)
+    q = r.choice([f"{n} has {a} {o}. {m} gives {n} {b} more {o}. How many {o} does {n} have now?",
+                  f"{n} collects {a} {o} in the morning and {b} {o} in the afternoon. How many {o} does {n} "
+                  f"collect in all?"])
+    return q, [f"{n} has {a} + {b} = {a + b} {o}."], a + b
+
+
+def m_sub(r):
+    n, m, s, o, c, cs = scene(r)
+    a = r.randint(5, 200)
+    b = r.randint(1, a)
+    q = r.choice([f"{n} has {a} {o} and gives {b} of them to {m}. How many {o} does {n} have left?",
+                  f"{n} had {a} {o} but lost {b} of them. How many {o} does {n} have now?",
+                  f"There were {a} {o} in a box. {n} took {b} {o} out. How many {o} are still in the box?"])
+    return q, [f"{a} - {b} = {a - b}, so {a - b} {o} are left."], a - b
+
+
+def m_share(r):
+    n, m, s, o, c, cs = scene(r)
+    k, each = r.randint(2, 10), r.randint(1, 20)
+    a = k * each
+    if r.random() < 0.5:
+        q = f"{n} shares {a} {o} equally among {k} friends. How many {o} does each friend get?"
+        return q, [f"Each friend gets {a} / {k} = {each} {o}."], each
+    q = f"{n} puts {a} {o} into groups of {k}. How many groups does {n} make?"
+    return q, [f"{a} / {k} = {each}, so there are {each} groups."], each
+
+
+def m_price(r):
+    n, m, s, o, c, cs = scene(r)
+    p = r.randint(2, 15)
+    a = r.randint(2, 200 // p)
+    q = f"One {s} costs {p} dollars. {n} buys {a} {o}. How many dollars does {n} pay?"
+    return q, [f"{a} {o} cost {a} * {p} = {a * p} dollars."], a * p
+
+
+def m_add_sub(r):
+    n, m, s, o, c, cs = scene(r)
+    a, b = r.randint(1, 100), r.randint(1, 100)
+    c = r.randint(1, a + b)
+    q = f"{n} has {a} {o}. {n} buys {b} more and then gives {c} to {m}. How many {o} does {n} have now?"
+    return q, [f"After buying, {n} has {a} + {b} = {a + b} {o}.",
+               f"After giving some away, {a + b} - {c} = {a + b - c}."], a + b - c
+
+
+def m_pack_use(r):
+    n, m, s, o, c, cs = scene(r)
+    a, b = r.randint(2, 12), r.randint(2, 12)
+    d = r.randint(1, a * b)
+    verb = r.choice(["uses", "eats", "gives away", "sells"])
+    q = f"{n} buys {a} {cs} of {o} with {b} {o} in each {c}. Then {n} {verb} {d} of them. How many {o} are left?"
+    return q, [f"{n} buys {a} * {b} = {a * b} {o}.", f"{a * b} - {d} = {a * b - d} are left."], a * b - d
+
+
+def m_change(r):
+    n, m, s, o, c, cs = scene(r)
+    p, a = r.randint(2, 12), r.randint(2, 10)
+    money = r.randint(a * p, 200)
+    q = f"{n} has {money} dollars and buys {a} {o} that cost {p} dollars each. How many dollars does {n} have left?"
+    return q, [f"The {o} cost {a} * {p} = {a * p} dollars.",
+               f"{money} - {a * p} = {money - a * p} dollars are left."], money - a * p
+
+
+def m_pool_share(r):
+    n, m, s, o, c, cs = scene(r)
+    k, each = r.randint(2, 9), r.randint(2, 20)
+    total = k * each
+    a = r.randint(1, total - 1)
+    q = (f"{n} has {a} {o} and {m} has {total - a} {o}. They put them together and share them equally among "
+         f"{k} children. How many {o} does each child get?")
+    return q, [f"Together they have {a} + {total - a} = {total} {o}.",
+               f"Each child gets {total} / {k} = {each}."], each
+
+
+def m_times(r):
+    n, m, s, o, c, cs = scene(r)
+    k = r.randint(2, 5)
+    a = r.randint(1, 200 // (k + 1))
+    q = f"{n} has {a} {o}. {m} has {k} times as many {o} as {n}. How many {o} do they have together?"
+    return q, [f"{m} has {k} * {a} = {k * a} {o}.", f"Together they have {a} + {k * a} = {a + k * a}."], a + k * a
+
+
+def m_earn(r):
+    n, m, s, o, c, cs = scene(r)
+    a, d = r.randint(2, 20), r.randint(2, 10)
+    if a * d > 200:
+        a = 200 // d
+    c = r.randint(1, a * d)
+    q = f"{n} earns {a} dollars each day for {d} days and then spends {c} dollars. How many dollars does {n} have left?"
+    return q, [f"{n} earns {a} * {d} = {a * d} dollars.", f"{a * d} - {c} = {a * d - c} dollars are left."], a * d - c
+
+
+def m_pages(r):
+    n, m, s, o, c, cs = scene(r)
+    a, d = r.randint(2, 20), r.randint(2, 7)
+    t = r.randint(a * d, 200)
+    q = f"A book has {t} pages. {n} reads {a} pages a day for {d} days. How many pages are left to read?"
+    return q, [f"{n} reads {a} * {d} = {a * d} pages.", f"{t} - {a * d} = {t - a * d} pages are left."], t - a * d
+
+
+def m_three_days(r):
+    n, m, s, o, c, cs = scene(r)
+    a, b, d = r.randint(1, 66), r.randint(1, 66), r.randint(1, 66)
+    verb = r.choice(["picks", "finds", "makes", "collects"])
+    q = f"{n} {verb} {a} {o} on Monday, {b} on Tuesday and {d} on Wednesday. How many {o} is that in total?"
+    return q, [f"Monday and Tuesday give {a} + {b} = {a + b}.", f"Adding Wednesday, {a + b} + {d} = {a + b + d}."], \
+        a + b + d
+
+
+MATH_TEMPLATES = [m_pack, m_add, m_sub, m_share, m_price, m_add_sub, m_pack_use, m_change, m_pool_share, m_times,
+                  m_earn, m_pages, m_three_days]
+
+
+def gen_math(r):
+    q, steps, ans = r.choice(MATH_TEMPLATES)(r)
+    assert 0 <= ans <= 200
+    return {"system": SYS_GSM8K, "prompt": q, "answer": str(ans), "grader": "math", "label": "math",
+            "extra": {"answer_format": "number"}, "solution": "\n".join(steps) + f"\n#### {ans}"}
+
+
+# ---------------- 4. math-hard (MATH format) ----------------
+
+def h_expr(r):
+    a, b, c, d = r.randint(2, 20), r.randint(2, 20), r.randint(2, 9), r.randint(1, 30)
+    form = r.randrange(4)
+    if form == 0:   # (a + b) * c - d
+        s, t = a + b, (a + b) * c
+        d = min(d, t)
+        return (f"Compute $({a} + {b}) \\times {c} - {d}$.",
+                [f"First, {a} + {b} = {s}.", f"Then {s} \\times {c} = {t}.", f"Finally, {t} - {d} = {t - d}."], t - d)
+    if form == 1:   # a * (b + c) - d
+        s, t = b + c, a * (b + c)
+        d = min(d, t)
+        return (f"Compute ${a} \\times ({b} + {c}) - {d}$.",
+                [f"First, {b} + {c} = {s}.", f"Then {a} \\times {s} = {t}.", f"Finally, {t} - {d} = {t - d}."], t - d)
+    if form == 2:   # (a - b) * (c + d)
+        a, b = max(a, b), min(a, b)
+        s, u = a - b, c + d
+        return (f"Compute $({a} - {b}) \\times ({c} + {d})$.",
+                [f"First, {a} - {b} = {s}.", f"Next, {c} + {d} = {u}.", f"Then {s} \\times {u} = {s * u}."], s * u)
+    p, q = a * c, b * d     # a * c - b * d, the larger product first
+    if p < q:
+        a, c, b, d, p, q = b, d, a, c, q, p
+    return (f"Compute ${a} \\times {c} - {b} \\times {d}$.",
+            [f"First, {a} \\times {c} = {p}.", f"Next, {b} \\times {d} = {q}.", f"Then {p} - {q} = {p - q}."], p - q)
+
+
+def h_linear(r):
+    x, a, b = r.randint(1, 30), r.randint(2, 9), r.randint(1, 50)
+    if r.random() < 0.5:
+        c = a * x + b
+        return (f"Solve for $x$: ${a}x + {b} = {c}$.",
+                [f"Subtract {b} from both sides: {a}x = {c - b}.", f"Divide both sides by {a}: x = {x}."], x)
+    c = a * (x + b)
+    return (f"Solve for $x$: ${a}(x + {b}) = {c}$.",
+            [f"Divide both sides by {a}: x + {b} = {x + b}.", f"Subtract {b}: x = {x}."], x)
+
+
+def h_half(r):
+    n, m = two_names(r)
+    c, cs = r.choice(CONTAINERS)
+    _, o = r.choice(OBJECTS)
+    b, k = r.randint(2, 9), r.randint(2, 12)
+    a = r.randint(1, 60)
+    if (a + b * k) % 2:
+        a += 1
+    tot = a + b * k
+    q = (f"{n} has {a} {o}. {n} buys {b} {cs} with {k} {o} in each {c}, then gives half of all the {o} to {m}. "
+         f"How many {o} does {n} keep?")
+    return q, [f"The {cs} hold {b} \\times {k} = {b * k} {o}.", f"In all {n} has {a} + {b * k} = {tot}.",
+               f"Half of {tot} is {tot // 2}."], tot // 2
+
+
+def h_remainder(r):
+    a, b, c, d = r.randint(3, 15), r.randint(3, 15), r.randint(1, 40), r.randint(3, 12)
+    t = a * b + c
+    q, rem = divmod(t, d)
+    return (f"What is the remainder when ${a} \\times {b} + {c}$ is divided by ${d}$?",
+            [f"First, {a} \\times {b} = {a * b}.", f"Then {a * b} + {c} = {t}.",
+             f"Since {t} = {d} \\times {q} + {rem}, the remainder is {rem}."], rem)
+
+
+def h_series(r):
+    a = r.randint(1, 20)
+    b = a + r.randint(3, 20)
+    n = b - a + 1
+    s = n * (a + b) // 2
+    return (f"What is the sum of all integers from ${a}$ to ${b}$?",
+            [f"There are {b} - {a} + 1 = {n} integers.",
+             f"The sum is {n} \\times ({a} + {b}) / 2 = {n} \\times {a + b} / 2 = {s}."], s)
+
+
+def h_mean(r):
+    m = r.randint(10, 40)
+    three = [r.randint(1, 2 * m) for _ in range(3)]
+    fourth = 4 * m - sum(three)
+    if fourth < 0:
+        three = [x // 2 for x in three]
+        fourth = 4 * m - sum(three)
+    a, b, c = three
+    return (f"The mean of four numbers is ${m}$. Three of them are ${a}$, ${b}$ and ${c}$. What is the fourth number?",
+            [f"The four numbers add up to 4 \\times {m} = {4 * m}.", f"The three known ones add up to "
+             f"{a} + {b} + {c} = {a + b + c}.", f"The fourth is {4 * m} - {a + b + c} = {fourth}."], fourth)
+
+
+MATH_HARD_TEMPLATES = [h_expr, h_expr, h_linear, h_half, h_remainder, h_series, h_mean]
+
+
+def gen_math_hard(r):
+    q, steps, ans = r.choice(MATH_HARD_TEMPLATES)(r)
+    assert ans >= 0
+    return {"system": SYS_MATH, "prompt": q, "answer": str(ans), "grader": "math", "label": "math",
+            "extra": {"answer_format": "boxed"},
+            "solution": "\n".join(steps) + f"\nThe final answer is \\boxed{{{ans}}}"}
+
+
+# ---------------- 2. code (MBPP format) and 5. code-hard (HumanEval format) ----------------
+# A template returns (description, function name, reference code, argument tuples); the expected values of
+# the tests are computed by running the reference code, so tests and solution always agree.
+
+def int_args(r, n=4, lo=0, hi=99):
+    return [(x,) for x in distinct_ints(r, n, lo, hi)]
+
+
+def list_args(r, n=4, lo=0, hi=50, size=(3, 6)):
+    return [([r.randint(lo, hi) for _ in range(r.randint(*size))],) for _ in range(n)]
+
+
+def word_args(r, n=4):
+    return [(w,) for w in r.sample(WORDS, n)]
+
+
+def c_arith(r):
+    k = r.randint(2, 20)
+    op, verb, prep, names = r.choice([("+", "add", "to", ["add_{k}", "plus_{k}"]),
+                                      ("-", "subtract", "from", ["sub_{k}", "minus_{k}"]),
+                                      ("*", "multiply", "by", ["mul_{k}", "times_{k}"])])
+    fn = r.choice(names).format(k=k)
+    text = f"Write a function to {verb} {k} {prep} a given number." if op != "*" else \
+        f"Write a function to multiply a given number by {k}."
+    return text, fn, f"def {fn}(x):\n    return x {op} {k}", int_args(r)
+
+
+# one-line functions without a constant: (description, names, parameters, body, kind of arguments)
+SIMPLE = [
+    ("find the largest number in a list", "max_of_list largest find_max", "nums", "max(nums)", "list"),
+    ("find the smallest number in a list", "min_of_list smallest find_min", "nums", "min(nums)", "list"),
+    ("find the sum of a list of numbers", "sum_list list_sum total", "nums", "sum(nums)", "list"),
+    ("reverse a string", "reverse_string reverse rev_str", "s", "s[::-1]", "word"),
+    ("check whether a number is even", "is_even even check_even", "x", "x % 2 == 0", "int"),
+    ("get the first element of a list", "first first_element head", "items", "items[0]", "list"),
+    ("get the last element of a list", "last last_element tail", "items", "items[-1]", "list"),
+    ("find the length of a string", "string_length str_len length", "s", "len(s)", "word"),
+    ("convert a string to upper case", "to_upper upper shout", "s", "s.upper()", "word"),
+    ("find the square of a number", "square sq square_num", "x", "x * x", "int"),
+    ("find the absolute difference of two numbers", "abs_diff distance diff", "a, b", "abs(a - b)", "pair"),
+]
+
+
+def c_simple(r):
+    text, names, params, body, kind = r.choice(SIMPLE)
+    fn = r.choice(names.split())
+    args = {"list": lambda: list_args(r), "word": lambda: word_args(r), "int": lambda: int_args(r, hi=30),
+            "pair": lambda: [(r.randint(0, 99), r.randint(0, 99)) for _ in range(4)]}[kind]()
+    return f"Write a function to {text}.", fn, f"def {fn}({params}):\n    return {body}", args
+
+
+def c_const(r):
+    """One-line functions with a constant."""
+    kind = r.randrange(5)
+    k = r.randint(2, 9)
+    if kind == 0:
+        fn = r.choice(["is_divisible_by_{k}", "div_by_{k}", "multiple_of_{k}"]).format(k=k)
+        return f"Write a function to check whether a number is divisible by {k}.", fn, \
+            f"def {fn}(x):\n    return x % {k} == 0", [(k * r.randint(1, 12),), (k * r.randint(1, 12) + 1,),
+                                                      (r.randint(1, 99),), (k * r.randint(13, 20),)]
+    if kind == 1:
+        fn = r.choice(["count_{k}", "count_item", "how_many_{k}"]).format(k=k)
+        args = []
+        for _ in range(4):
+            xs = [r.randint(0, 9) for _ in range(r.randint(3, 7))]
+            args.append((xs,))
+        return f"Write a function to count how many times {k} appears in a list.", fn, \
+            f"def {fn}(nums):\n    return nums.count({k})", args
+    if kind == 2:
+        k = r.randint(2, 4)
+        fn = r.choice(["repeat_{k}", "repeat_string", "times_{k}_str"]).format(k=k)
+        return f"Write a function to repeat a string {k} times.", fn, f"def {fn}(s):\n    return s * {k}", \
+            word_args(r)
+    if kind == 3:
+        fn = r.choice(["scale_list", "multiply_all", "times_{k}_list"]).format(k=k)
+        return f"Write a function to multiply every number in a list by {k}.", fn, \
+            f"def {fn}(nums):\n    return [x * {k} for x in nums]", list_args(r, hi=20)
+    fn = r.choice(["contains_{k}", "has_{k}", "find_{k}"]).format(k=k)
+    return f"Write a function to check whether {k} is in a list.", fn, \
+        f"def {fn}(nums):\n    return {k} in nums", list_args(r, hi=12)
+
+
+def x_loop(r):
+    """HumanEval-like: a loop with a condition, or two operations."""
+    kind = r.randrange(12)
+    k = r.randint(2, 9)
+    if kind == 0:
+        fn = r.choice(["sum_even_above", "even_sum_over", "big_even_total"])
+        return (f"Return the sum of the even numbers in nums that are greater than {k}.", fn, "nums",
+                f"def {fn}(nums):\n    total = 0\n    for x in nums:\n        if x % 2 == 0 and x > {k}:\n"
+                f"            total += x\n    return total", list_args(r, size=(4, 8), hi=20))
+    if kind == 1:
+        fn = r.choice(["count_greater", "how_many_above", "count_over"])
+        return (f"Return how many numbers in nums are greater than {k}.", fn, "nums",
+                f"def {fn}(nums):\n    count = 0\n    for x in nums:\n        if x > {k}:\n            count += 1\n"
+                f"    return count", list_args(r, size=(4, 8), hi=15))
+    if kind == 2:
+        b = r.randint(1, 9)
+        fn = r.choice(["scale_shift", "transform", "map_linear"])
+        return (f"Return a new list where every number x of nums becomes x * {k} + {b}.", fn, "nums",
+                f"def {fn}(nums):\n    return [x * {k} + {b} for x in nums]", list_args(r, hi=20))
+    if kind == 3:
+        fn = r.choice(["count_vowels", "vowel_count", "num_vowels"])
+        return ("Return the number of vowels (a, e, i, o, u) in the lowercase string s.", fn, "s",
+                f"def {fn}(s):\n    count = 0\n    for ch in s:\n        if ch in 'aeiou':\n            count += 1\n"
+                f"    return count", word_args(r))
+    if kind == 4:
+        fn = r.choice(["span", "value_range", "max_minus_min"])
+        return ("Return the largest number in nums minus the smallest one.", fn, "nums",
+                f"def {fn}(nums):\n    return max(nums) - min(nums)", list_args(r))
+    if kind == 5:
+        word = r.choice(["fizz", "buzz", "bang", "ping"])
+        fn = r.choice(["fizz_word", "label_number", "say"])
+        args = [(k * r.randint(1, 10),), (k * r.randint(1, 10) + 1,), (r.randint(1, 60),), (k,)]
+        return (f"Return the string '{word}' if n is divisible by {k}, otherwise n as a string.", fn, "n",
+                f"def {fn}(n):\n    if n % {k} == 0:\n        return '{word}'\n    return str(n)", args)
+    if kind == 6:
+        fn = r.choice(["digit_sum", "sum_digits", "add_digits"])
+        return ("Return the sum of the decimal digits of the non-negative integer n.", fn, "n",
+                f"def {fn}(n):\n    total = 0\n    while n > 0:\n        total += n % 10\n        n //= 10\n"
+                f"    return total", int_args(r, lo=0, hi=9999))
+    if kind == 7:
+        fn = r.choice(["sum_squares", "square_total", "squares_up_to"])
+        return ("Return the sum of i * i for every integer i from 1 to n.", fn, "n",
+                f"def {fn}(n):\n    total = 0\n    for i in range(1, n + 1):\n        total += i * i\n"
+                f"    return total", int_args(r, lo=0, hi=12))
+    if kind == 8:
+        k = r.randint(3, 5)
+        fn = r.choice(["long_words", "words_longer", "filter_long"])
+        args = [(r.sample(WORDS, r.randint(3, 5)),) for _ in range(4)]
+        return (f"Return the words of the list words that have more than {k} letters, in their order.", fn, "words",
+                f"def {fn}(words):\n    return [w for w in words if len(w) > {k}]", args)
+    if kind == 9:
+        lo, hi = r.randint(0, 10), r.randint(20, 40)
+        fn = r.choice(["clip", "clamp_all", "bound"])
+        return (f"Return a new list where every number of nums is limited to the range {lo} to {hi}: smaller "
+                f"numbers become {lo} and larger ones become {hi}.", fn, "nums",
+                f"def {fn}(nums):\n    return [min(max(x, {lo}), {hi}) for x in nums]", list_args(r, hi=50))
+    if kind == 10:
+        fn = r.choice(["alternating_sum", "alt_sum", "plus_minus"])
+        return ("Return nums[0] - nums[1] + nums[2] - nums[3] + ... for the list nums.", fn, "nums",
+                f"def {fn}(nums):\n    total = 0\n    for i, x in enumerate(nums):\n        if i % 2 == 0:\n"
+                f"            total += x\n        else:\n            total -= x\n    return total", list_args(r, hi=20))
+    fn = r.choice(["count_multiples", "multiples_up_to", "how_many_multiples"])
+    return (f"Return how many integers from 1 to n are divisible by {k}.", fn, "n",
+            f"def {fn}(n):\n    count = 0\n    for i in range(1, n + 1):\n        if i % {k} == 0:\n"
+            f"            count += 1\n    return count", int_args(r, lo=1, hi=60))
+
+
+def run_reference(code, fn, args):
+    env = {}
+    exec(compile(code, "<reference>", "exec"), env)
+    return [env[fn](*[json.loads(json.dumps(a)) for a in arg]) for arg in args]   # copies: no aliasing
+
+
+def call_text(fn, arg):
+    return f"{fn}({', '.join(repr(a) for a in arg)})"
+
+
+def gen_code(r):
+    text, fn, code, args = r.choice([c_arith, c_simple, c_simple, c_const])(r)
+    args = args[:3]
+    outs = run_reference(code, fn, args)
+    asserts = [f"assert {call_text(fn, a)} == {o!r}" for a, o in zip(args, outs)]
+    prompt = f"{text} Your code should satisfy the following assertion:\n```python\n{asserts[0]}\n```"
+    return {"system": SYS_CODE, "prompt": prompt, "question": text, "grader": "code", "label": "code",
+            "tests": "\n".join(asserts) + "\n", "entry_point": fn, "extra": {},
+            "solution": f"```python\n{code}\n```"}
+
+
+def gen_code_hard(r):
+    doc, fn, params, code, args = x_loop(r)
+    outs = run_reference(code, fn, args)
+    head = (f"def {fn}({params}):\n    \"\"\"{doc}\n    >>> {call_text(fn, args[0])}\n    {outs[0]!r}\n    \"\"\"\n")
+    check = "def check(candidate):\n" + "".join(f"    assert {call_text('candidate', a)} == {o!r}\n"
+                                                for a, o in zip(args, outs)) + f"\n\ncheck({fn})\n"
+    prompt = f"Write a solution to the following problem:\n```python\n{head.strip()}\n```"
+    return {"system": SYS_CODE, "prompt": prompt, "question": head, "grader": "code", "label": "code",
+            "tests": check, "entry_point": fn, "extra": {"code_prefix": head},
+            "solution": f"```python\n{code}\n```"}
+
+
+# ---------------- 3. reasoning (ARC format) and 6. reasoning-hard ----------------
+
+def choice_task(r, stem, correct, distractors, reason):
+    """An ARC-format task: options lettered A-D in a random order; reason is one sentence without a full stop."""
+    choices = [correct] + list(distractors)
+    assert len(choices) == 4 and len(set(choices)) == 4, choices
+    r.shuffle(choices)
+    letter = LETTERS[choices.index(correct)]
+    prompt = stem + "\nOptions:\n" + "".join(f"{l}. {c}\n" for l, c in zip(LETTERS, choices))
+    return {"system": SYS_ARC, "prompt": prompt, "question": stem, "answer": letter, "grader": "choice",
+            "label": "reasoning", "extra": {"labels": list(LETTERS), "choices": choices},
+            "solution": f"{reason}, so the answer is ({letter})."}
+
+
+def listing(xs):
+    xs = [str(x) for x in xs]
+    return ", ".join(xs[:-1]) + " and " + xs[-1]
+
+
+def r_number(r):
+    nums = distinct_ints(r, 4, 1, 999 if r.random() < 0.5 else 99)
+    big = r.random() < 0.5
+    best = max(nums) if big else min(nums)
+    word = "largest" if big else "smallest"
+    stem = r.choice([f"Which number is the {word}?", f"Which of these numbers is the {word}?"])
+    return choice_task(r, stem, str(best), [str(x) for x in nums if x != best],
+                       f"Of {listing(nums)}, the {word} is {best}")
+
+
+def r_measured(r):
+    if r.random() < 0.5:
+        items, unit, verb, adj = r.sample(WEIGHED, 4), "kg", "weighs", ("heaviest", "lightest")
+        kind = "animal"
+    else:
+        items, unit, verb, adj = r.sample(ROPES, 4), "meters", "is", ("longest", "shortest")
+        kind = "item"
+    vals = distinct_ints(r, 4, 2, 90)
+    facts = " ".join(f"The {i} {verb} {v} {unit}{' long' if verb == 'is' else ''}." for i, v in zip(items, vals))
+    big = r.random() < 0.5
+    k = vals.index(max(vals) if big else min(vals))
+    word = adj[0] if big else adj[1]
+    return choice_task(r, f"{facts} Which {kind} is the {word}?", items[k], [x for x in items if x != items[k]],
+                       f"The {items[k]} {verb} {vals[k]} {unit}{' long' if verb == 'is' else ''}, which is "
+                       f"{'more' if big else 'less'} than the others")
+
+
+def r_category(r):
+    cats = list(CATEGORIES)
+    cat = r.choice(cats)
+    others = [w for c in cats if c != cat for w in CATEGORIES[c]]
+    if r.random() < 0.7:
+        item = r.choice(CATEGORIES[cat])
+        stem = r.choice([f"Which of these is {an(cat)}?", f"Which word names {an(cat)}?"])
+        return choice_task(r, stem, item, r.sample(others, 3), f"{an(item).capitalize()} is {an(cat)}")
+    odd = r.choice(others)
+    oc = next(c for c in cats if odd in CATEGORIES[c])
+    return choice_task(r, f"Which of these is not {an(cat)}?", odd, r.sample(CATEGORIES[cat], 3),
+                       f"{an(odd).capitalize()} is {an(oc)}, not {an(cat)}")
+
+
+def r_sequence(r):
+    start, step, n = r.randint(0, 30), r.randint(1, 9), r.randint(4, 5)
+    seq = [start + i * step for i in range(n)]
+    nxt = start + n * step
+    wrong = [nxt + step, nxt - 1, nxt + 1, nxt - step + 1 if step > 2 else nxt + 2]
+    wrong = list(dict.fromkeys(w for w in wrong if w != nxt and w >= 0))[:3]
+    return choice_task(r, f"What number comes next in the sequence {', '.join(map(str, seq))}, ...?", str(nxt),
+                       [str(w) for w in wrong], f"Each number is {step} more than the one before, and "
+                       f"{seq[-1]} + {step} = {nxt}")
+
+
+def r_calendar(r):
+    seq, what = (DAYS, "day") if r.random() < 0.5 else (MONTHS, "month")
+    i = r.randrange(len(seq))
+    after = r.random() < 0.5
+    ans = seq[(i + 1) % len(seq)] if after else seq[i - 1]
+    rel = "after" if after else "before"
+    wrong = r.sample([x for x in seq if x not in (ans, seq[i])], 3)
+    return choice_task(r, f"Which {what} comes right {rel} {seq[i]}?", ans, wrong,
+                       f"The {what} right {rel} {seq[i]} is {ans}")
+
+
+def r_age(r):
+    people = r.sample(NAMES, 4)
+    ages = distinct_ints(r, 4, 5, 70)
+    facts = " ".join(f"{p} is {a} years old." for p, a in zip(people, ages))
+    old = r.random() < 0.5
+    k = ages.index(max(ages) if old else min(ages))
+    word = "oldest" if old else "youngest"
+    return choice_task(r, f"{facts} Who is the {word}?", people[k], [p for p in people if p != people[k]],
+                       f"{people[k]} is {ages[k]}, {'older' if old else 'younger'} than everyone else")
+
+
+REASONING_TEMPLATES = [r_number, r_measured, r_category, r_sequence, r_calendar, r_age]
+
+
+def gen_reasoning(r):
+    return r.choice(REASONING_TEMPLATES)(r)
+
+
+def rh_chain(r):
+    """Four people ordered by three facts given out of order, some stated the other way round."""
+    adj, opp, sup, opp_sup = r.choice(RELATIONS)
+    order = r.sample(NAMES, 4)      # from most to least
+    facts = []
+    for a, b in zip(order, order[1:]):
+        facts.append(f"{a} is {adj} than {b}." if r.random() < 0.5 else f"{b} is {opp} than {a}.")
+    r.shuffle(facts)
+    kind = r.randrange(3)
+    if kind == 0:
+        ans, q = order[0], f"Who is the {sup}?"
+    elif kind == 1:
+        ans, q = order[-1], f"Who is the {opp_sup}?"
+    else:
+        ans, q = order[1], f"Who is the second {sup}?"
+    return choice_task(r, " ".join(facts) + " " + q, ans, [p for p in order if p != ans],
+                       f"The facts give the order {', '.join(order)} from {sup} to {opp_sup}")
+
+
+def rh_products(r):
+    people = r.sample(NAMES, 4)
+    c, cs = r.choice(CONTAINERS)
+    _, o = r.choice(OBJECTS)
+    while True:
+        pairs = [(r.randint(2, 9), r.randint(2, 9)) for _ in range(4)]
+        totals = [a * b for a, b in pairs]
+        if len(set(totals)) == 4:
+            break
+    most = r.random() < 0.5
+    k = totals.index(max(totals) if most else min(totals))
+    facts = " ".join(f"{p} has {a} {cs} with {b} {o} in each." for p, (a, b) in zip(people, pairs))
+    work = ", ".join(f"{p} has {a} * {b} = {t}" for p, (a, b), t in zip(people, pairs, totals))
+    return choice_task(r, f"{facts} Who has the {'most' if most else 'fewest'} {o}?", people[k],
+                       [p for p in people if p != people[k]], f"{work}; {people[k]} has the "
+                       f"{'most' if most else 'fewest'}")
+
+
+def rh_sequence(r):
+    n = r.randint(5, 6)
+    if r.random() < 0.5:    # growing differences
+        seq = [r.randint(0, 10)]
+        d0 = r.randint(1, 4)
+        for i in range(n):
+            seq.append(seq[-1] + d0 + i)
+        nxt, why = seq[-1], f"the differences grow by 1 each time, so the next one is {d0 + n - 1}"
+        seq = seq[:-1]
+        nxt_text = f"{seq[-1]} + {d0 + n - 1} = {nxt}"
+    else:                   # doubling
+        f = r.choice([2, 3])
+        seq = [r.randint(1, 5) * (1 if f == 3 else r.randint(1, 3))]
+        for _ in range(n - (2 if f == 3 else 1)):
+            seq.append(seq[-1] * f)
+        nxt, why = seq[-1] * f, f"each number is {f} times the one before"
+        nxt_text = f"{seq[-1]} * {f} = {nxt}"
+    diff = seq[-1] - seq[-2]
+    wrong = list(dict.fromkeys(w for w in [seq[-1] + diff, nxt + 1, nxt - 2, nxt + diff, nxt * 2]
+                               if w != nxt and w > 0))[:3]
+    return choice_task(r, f"What number comes next in the sequence {', '.join(map(str, seq))}, ...?", str(nxt),
+                       [str(w) for w in wrong], f"Here {why}: {nxt_text}")
+
+
+def rh_days_ahead(r):
+    i, k = r.randrange(7), r.randint(2, 20)
+    fwd = r.random() < 0.6
+    ans = DAYS[(i + k) % 7] if fwd else DAYS[(i - k) % 7]
+    wrong = r.sample([d for d in DAYS if d != ans], 3)
+    stem = f"Today is {DAYS[i]}. " + (f"What day of the week will it be in {k} days?" if fwd else
+                                      f"What day of the week was it {k} days ago?")
+    weeks = f"{k} days is {k // 7} week{'s' if k >= 14 else ''} and {k % 7} days, and " if k >= 7 else ""
+    why = f"{weeks}{k % 7} days {'after' if fwd else 'before'} {DAYS[i]} is {ans}"
+    return choice_task(r, stem, ans, wrong, why)
+
+
+def rh_neither(r):
+    c1, c2, c3 = r.sample(list(CATEGORIES), 3)
+    odd = r.choice(CATEGORIES[c3])
+    pool = CATEGORIES[c1] + CATEGORIES[c2]
+    return choice_task(r, f"Which of these is neither {an(c1)} nor {an(c2)}?", odd, r.sample(pool, 3),
+                       f"{an(odd).capitalize()} is {an(c3)}, and each of the others is {an(c1)} or {an(c2)}")
+
+
+REASONING_HARD_TEMPLATES = [rh_chain, rh_chain, rh_products, rh_sequence, rh_days_ahead, rh_neither]
+
+
+def gen_reasoning_hard(r):
+    return r.choice(REASONING_HARD_TEMPLATES)(r)
+
+
+# ---------------- families, splits and files ----------------
+
+# name: (generator, eval split sizes, SFT pool size)
+FAMILIES = {
+    "math": (gen_math, {"train": 400, "validation": 100, "test": 200}, 4000),
+    "code": (gen_code, {"train": 400, "validation": 100, "test": 200}, 4000),
+    "reasoning": (gen_reasoning, {"train": 400, "validation": 100, "test": 200}, 4000),
+    "math-hard": (gen_math_hard, {"validation": 50, "test": 200}, 600),
+    "code-hard": (gen_code_hard, {"validation": 50, "test": 200}, 600),
+    "reasoning-hard": (gen_reasoning_hard, {"validation": 50, "test": 200}, 600),
+}
+TRAINING = ("math", "code", "reasoning")
+HARD = ("math-hard", "code-hard", "reasoning-hard")
+CLS_SIZES = {"train": 400, "validation": 100, "test": 200}
+CLS_SFT = 1500
+SPLITS = ("train", "validation", "test")
+
+
+def scaled(n, scale):
+    return max(1, int(round(n * scale)))
+
+
+def cls_quota(n):
+    """How many cls prompts come from each source family: about 90% from families 1-3, 10% from 4-6."""
+    hard = n // 10
+    easy = n - hard
+    q = {f: easy // 3 + (i < easy % 3) for i, f in enumerate(TRAINING)}
+    q.update({f: hard // 3 + (i < hard % 3) for i, f in enumerate(HARD)})
+    return q
+
+
+def dedupe_key(task):
+    """Two tasks collide when their prompts match; ARC-like tasks also when only the option order differs."""
+    ex = task.get("extra", {})
+    if "choices" in ex:
+        return task["question"] + "\x00" + "\x00".join(sorted(ex["choices"]))
+    return task["prompt"]
+
+
+def generate_unique(gen, r, n, used, family):
+    out = []
+    tries = 0
+    while len(out) < n:
+        tries += 1
+        if tries > 50 * n + 1000:
+            raise RuntimeError(f"{family}: only {len(out)} distinct tasks of {n} after {tries} tries")
+        t = gen(r)
+        k = dedupe_key(t)
+        if k in used or t["prompt"] in used:
+            continue
+        used.add(k)
+        used.add(t["prompt"])
+        out.append(t)
+    return out
+
+
+def finish(task, family, tid, split=None):
+    t = dict(task)
+    t["id"] = tid
+    t["family"] = family
+    if split:
+        t["split"] = split
+    return t
+
+
+def generate(seed=0, scale=1.0):
+    """All files as {file name: [task dicts]}, in writing order."""
+    files = {}
+    used = set()
+    cls_src = {s: {} for s in SPLITS}       # split -> family -> tasks cls may draw from
+    cls_sft_src = {}
+    cls_sizes = {s: scaled(n, scale) for s, n in CLS_SIZES.items()}
+    quotas = {s: cls_quota(n) for s, n in cls_sizes.items()}
+    for family, (gen, sizes, sft_n) in FAMILIES.items():
+        r = random.Random(f"{seed}:{family}")
+        sizes = {s: scaled(n, scale) for s, n in sizes.items()}
+        reserve = quotas["train"][family] if family in HARD else 0   # cls-train prompts of a hard family
+        n_sft = scaled(sft_n, scale)
+        pool = generate_unique(gen, r, sum(sizes.values()) + reserve + n_sft, used, family)
+        lines, at = [], 0
+        for split in SPLITS:
+            if split not in sizes:
+                continue
+            part = pool[at:at + sizes[split]]
+            at += len(part)
+            lines += [finish(t, family, f"{family}-{split}-{i}", split) for i, t in enumerate(part)]
+            cls_src[split][family] = part
+        if family in HARD:
+            cls_src["train"][family] = pool[at:at + reserve]
+            at += reserve
+        sft = pool[at:]
+        cls_sft_src[family] = sft
+        files[f"{family}.jsonl"] = lines
+        files[f"sft-{family}.jsonl"] = [finish(t, family, f"sft-{family}-{i}") for i, t in enumerate(sft)]
+
+    r = random.Random(f"{seed}:cls")
+
+    def cls_lines(src, quota):
+        picked = []
+        for fam in FAMILIES:
+            if quota[fam] > len(src[fam]):
+                raise RuntimeError(f"cls: {fam} has {len(src[fam])} prompts, {quota[fam]} wanted")
+            picked += [(fam, t) for t in r.sample(src[fam], quota[fam])]
+        r.shuffle(picked)
+        return [{"system": SYS_CLS, "prompt": t["prompt"], "answer": t["label"], "label": t["label"],
+                 "grader": "label", "solution": f"Classification: \\boxed{{{t['label']}}}",
+                 "extra": {"source_family": fam}} for fam, t in picked]
+
+    lines = []
+    for split in SPLITS:
+        lines += [finish(t, "cls", f"cls-{split}-{i}", split)
+                  for i, t in enumerate(cls_lines(cls_src[split], quotas[split]))]
+    files["cls.jsonl"] = lines
+    files["sft-cls.jsonl"] = [finish(t, "cls", f"sft-cls-{i}")
+                              for i, t in enumerate(cls_lines(cls_sft_src, cls_quota(scaled(CLS_SFT, scale))))]
+    return files
+
+
+def dump(task):
+    s = json.dumps(task, sort_keys=True, ensure_ascii=True, separators=(", ", ": "))
+    assert s.isascii()
+    return s
+
+
+def write(out_dir, files):
+    os.makedirs(out_dir, exist_ok=True)
+    for name, lines in files.items():
+        with open(os.path.join(out_dir, name), "w", encoding="ascii", newline="\n") as f:
+            f.write("".join(dump(t) + "\n" for t in lines))
+
+
+def counts(lines):
+    c = {}
+    for t in lines:
+        c[t.get("split", "all")] = c.get(t.get("split", "all"), 0) + 1
+    return c
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Write the synthetic task families as generic JSONL files.")
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies every size")
+    a = ap.parse_args(argv)
+    if a.scale <= 0:
+        ap.error("--scale must be positive")
+    files = generate(a.seed, a.scale)
+    write(a.out, files)
+    for name, lines in files.items():
+        c = counts(lines)
+        print(f"{name}: {len(lines)} ({', '.join(f'{k} {v}' for k, v in c.items())})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
