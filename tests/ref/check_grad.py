@@ -36,7 +36,6 @@ when torch is not available.
 import os
 import shutil
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -346,31 +345,20 @@ class Checker(harness.Checker):
 
 
 def main():
-    a = harness.parse_args(__doc__, "scratch directory for checkpoints, caches and outputs",
-                           "run only checkpoints whose name contains this")
-    t2 = harness.t2_binary("check_grad", a.t2)
-    if t2 is None:
+    ses = harness.Session("check_grad", __doc__, "scratch directory for checkpoints, caches and outputs",
+                          "run only checkpoints whose name contains this", 44)
+    if ses.t2 is None:
         return 2
-    workdir = os.path.abspath(a.workdir)
     torch.set_num_threads(1)
-    t_start = time.time()
-    harness.fresh_workdir(workdir)      # fresh caches and files every run
-    res = harness.Result(44)
-    runner = harness.Runner(t2, workdir, a.timeout)
-    chk = Checker(runner, res, workdir)
+    chk = Checker(ses.runner, ses.res, ses.workdir)
     first = True
     for ci, (name, family, dtype, fd) in enumerate(CASES):
-        if a.only and a.only not in name:
+        if ses.args.only and ses.args.only not in name:
             continue
-        m = Model(name, family, dtype, os.path.join(workdir, name), seed=3000 + ci)
+        m = Model(name, family, dtype, os.path.join(ses.workdir, name), seed=3000 + ci)
         chk.model_checks(m, seed=ci, fd=fd, usage=first)
         first = False
-    for kind, (ratio, where) in sorted(chk.worst.items()):
-        print("INFO worst %-38s %.2e at %s" % (kind, ratio, where))
-    if a.verbose:
-        print("(%.1fs, %d t2 runs taking %.1fs)" % (time.time() - t_start, runner.calls, runner.seconds))
-    print(res.summary())
-    return 0 if res.failed == 0 else 1
+    return ses.finish(chk.worst, 38)
 
 
 if __name__ == "__main__":

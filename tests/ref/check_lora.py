@@ -33,7 +33,6 @@ exit 77 (meson's skip code) when torch is not available.
 import math
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -311,33 +310,22 @@ class Checker(harness.Checker):
 
 
 def main():
-    a = harness.parse_args(__doc__, "scratch directory for checkpoints and outputs",
-                           "run only checkpoints whose name contains this")
-    t2 = harness.t2_binary("check_lora", a.t2)
-    if t2 is None:
+    ses = harness.Session("check_lora", __doc__, "scratch directory for checkpoints and outputs",
+                          "run only checkpoints whose name contains this", 40)
+    if ses.t2 is None:
         return 2
-    workdir = os.path.abspath(a.workdir)
     torch.set_num_threads(1)
-    t_start = time.time()
-    harness.fresh_workdir(workdir)
-    res = harness.Result(40)
-    runner = harness.Runner(t2, workdir, a.timeout)
-    chk = Checker(runner, res, workdir)
+    chk = Checker(ses.runner, ses.res, ses.workdir)
     models = []
     for ci, (name, family, dtype) in enumerate(CASES):
-        if a.only and a.only not in name:
+        if ses.args.only and ses.args.only not in name:
             continue
-        m = Model(name, family, dtype, os.path.join(workdir, name), seed=4000 + ci)
+        m = Model(name, family, dtype, os.path.join(ses.workdir, name), seed=4000 + ci)
         made = chk.model_checks(m, seed=ci)
         models.append((m, made))
     if len(models) >= 2 and "mlp" in models[0][1]:
         chk.refusals(models[0][0], models[0][1]["mlp"][0], models[1][0])
-    for kind, (ratio, where) in sorted(chk.worst.items()):
-        print("INFO worst %-14s %.2e at %s" % (kind, ratio, where))
-    if a.verbose:
-        print("(%.1fs, %d t2 runs taking %.1fs)" % (time.time() - t_start, runner.calls, runner.seconds))
-    print(res.summary())
-    return 0 if res.failed == 0 else 1
+    return ses.finish(chk.worst, 14)
 
 
 if __name__ == "__main__":

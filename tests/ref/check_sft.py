@@ -545,20 +545,14 @@ class Checker(harness.Checker):
 
 
 def main():
-    a = harness.parse_args(__doc__, "scratch directory for models, data and outputs",
-                           "run only models whose name contains this (untied, tied, init)")
-    t2 = harness.t2_binary("check_sft", a.t2)
-    if t2 is None:
+    ses = harness.Session("check_sft", __doc__, "scratch directory for models, data and outputs",
+                          "run only models whose name contains this (untied, tied, init)", 40)
+    if ses.t2 is None:
         return 2
-    workdir = os.path.abspath(a.workdir)
     torch.set_num_threads(1)
-    t_start = time.time()
-    harness.fresh_workdir(workdir)
-    res = harness.Result(40)
-    runner = harness.Runner(t2, workdir, a.timeout)
-    chk = Checker(runner, res, workdir)
+    chk = Checker(ses.runner, ses.res, ses.workdir)
     chk.write_data()
-    models = chk.make_models(a.only)
+    models = chk.make_models(ses.args.only)
     for m in models:
         chk.attempt("%s token ids" % m.name, lambda m=m: chk.token_ids(m))
         f32_out = None
@@ -569,16 +563,11 @@ def main():
                 f32_out = r[0]
         if m.name == "untied":
             if f32_out is None:
-                res.report("FAIL", "untied bf16", "no F32 save to compare with (see above)")
+                ses.res.report("FAIL", "untied bf16", "no F32 save to compare with (see above)")
             else:
                 chk.attempt("untied bf16", lambda m=m: chk.bf16_check(m, f32_out))
             chk.refusals(m)
-    for kind, (ratio, where) in sorted(chk.worst.items()):
-        print("INFO worst %-18s %.2e at %s" % (kind, ratio, where))
-    if a.verbose:
-        print("(%.1fs, %d t2 runs taking %.1fs)" % (time.time() - t_start, runner.calls, runner.seconds))
-    print(res.summary())
-    return 0 if res.failed == 0 else 1
+    return ses.finish(chk.worst, 18)
 
 
 if __name__ == "__main__":

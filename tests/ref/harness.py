@@ -161,3 +161,27 @@ def fresh_workdir(workdir):
     for sub in ("cache", "files"):
         shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)
     os.makedirs(os.path.join(workdir, "files"), exist_ok=True)
+
+
+class Session:
+    """A harness run: its arguments, the t2 binary, a fresh work folder, the Result and the Runner.
+    t2 is None when the binary is missing (the harness then exits 2)."""
+
+    def __init__(self, prog, doc, workdir_help, only_help, width):
+        self.args = parse_args(doc, workdir_help, only_help)
+        self.t2 = t2_binary(prog, self.args.t2)
+        self.workdir = os.path.abspath(self.args.workdir)
+        self.t_start = time.time()
+        self.res = Result(width)
+        if self.t2 is not None:
+            fresh_workdir(self.workdir)  # fresh caches and files every run
+            self.runner = Runner(self.t2, self.workdir, self.args.timeout)
+
+    def finish(self, worst, width):
+        """Print the worst ratio of each kind (INFO lines), the timing with -v and the summary; the exit code."""
+        for kind, (ratio, where) in sorted(worst.items()):
+            print("INFO worst %-*s %.2e at %s" % (width, kind, ratio, where))
+        if self.args.verbose:
+            print("(%.1fs, %d t2 runs taking %.1fs)" % (time.time() - self.t_start, self.runner.calls, self.runner.seconds))
+        print(self.res.summary())
+        return 0 if self.res.failed == 0 else 1
