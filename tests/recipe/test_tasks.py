@@ -19,7 +19,7 @@ SIZES = {"math": {"train": 400, "validation": 100, "test": 200}, "code": {"train
          "reasoning": {"train": 400, "validation": 100, "test": 200}, "math-hard": {"validation": 50, "test": 200},
          "code-hard": {"validation": 50, "test": 200}, "reasoning-hard": {"validation": 50, "test": 200},
          "cls": {"train": 400, "validation": 100, "test": 200}}
-SFT_SIZES = {"math": 4000, "code": 4000, "reasoning": 4000, "math-hard": 600, "code-hard": 600,
+SFT_SIZES = {"math": 6000, "code": 2500, "reasoning": 4000, "math-hard": 600, "code-hard": 600,
              "reasoning-hard": 600, "cls": 1500}
 
 # The system prompts, copied by hand from daemon/tasks/loaders.c and from what t2_classify_system() in
