@@ -382,7 +382,8 @@ def demo(a):
             gr = subprocess.run([T2, "grade", "--task", one, "--outputs", outs, "--json"], capture_output=True, text=True)
             v = last_json(gr.stdout)
             verdicts = v.get("verdicts") or [{}]
-            log(f"-- grader: {'correct' if verdicts[0].get('correct') else 'wrong'} (reference answer {task['answer']!r})")
+            ref = f"reference answer {task['answer']!r}" if task.get("answer") else "its tests run in the sandbox"
+            log(f"-- grader: {'correct' if verdicts[0].get('correct') else 'wrong'} ({ref}; {verdicts[0].get('detail', '')})")
     finally:
         d.stop()
 
