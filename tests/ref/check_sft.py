@@ -74,8 +74,8 @@ except ImportError as e:  # pragma: no cover - depends on the machine
     harness.skip_without_torch("check_sft", e)
 
 MAKE_MODEL = os.path.join(HERE, "..", "integration", "make_model.py")
-sys.path.insert(0, os.path.dirname(MAKE_MODEL))
-import make_model  # noqa: E402 - its byte -> character map of ByteLevel tokenizers
+sys.path.insert(0, os.path.join(HERE, "..", "..", "recipe"))
+import tokenizer as bpe  # noqa: E402 - the byte -> character map of ByteLevel tokenizers (make_model.py's too)
 
 W_TOL = 1e-4            # per tensor: max|w_t2 − w_ref| / max|w_ref| (plus the noise allowance)
 NOISE = 1e-6            # float32 gradient error assumed per element, relative to max|g| of the tensor
@@ -135,7 +135,7 @@ def python_ids(tok_json, system, prompt, target, eot):
     prompt) over make_model's byte-level vocabulary (one token per byte, no merges) and its specials."""
     added = {t["content"]: t["id"] for t in tok_json["added_tokens"]}
     vocab = tok_json["model"]["vocab"]
-    byte_id = {b: vocab[c] for b, c in make_model.byte_chars().items()}
+    byte_id = {b: vocab[c] for b, c in bpe.byte_chars().items()}
 
     def enc(text):
         out = []
