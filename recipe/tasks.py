@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 
 # ---------------- system prompts (daemon/tasks/loaders.c, plugins/common/classify.c) ----------------
@@ -53,6 +54,15 @@ def classify_system(labels):
 
 SYS_CLS = classify_system(CLS_LABELS)
 LETTERS = ("A", "B", "C", "D")
+WORKED = "Let's think step by step.\n"    # how every reference solution of math and reasoning families opens
+
+# The pretraining pools are not all written the way the graders want: like the mixed sources a real base model
+# learns from, a share of each pool (chosen by the seed) answers in a second style. Math and reasoning solutions
+# give only the final line, without working; code prints its result instead of returning it. The base model learns
+# both styles and picks one per prompt, so it leaves room to adapt: an expert can learn which style its task
+# rewards (working, then the answer; return, not print) as well as get better at the task itself.
+# The evaluation splits always carry the reference (worked, returning) solution.
+SECOND_STYLE_SHARE = 0.5
 
 # ---------------- a small world ----------------
 
@@ -107,7 +117,7 @@ def distinct_ints(r, n, lo, hi):
 # ---------------- 1. math (GSM8K format) ----------------
 # Each template returns (question, reasoning lines, answer); the answer is an integer in 0..200. The operands
 # are small (mostly single digits): a model of a few million parameters trained for half an hour learns their
-# arithmetic only in part, which leaves the experts room to improve it (math-hard uses larger numbers).
+# arithmetic only in part. math-hard keeps to the same small numbers but takes three steps in new forms.
 
 def m_pack(r):
     n, m, s, o, c, cs = scene(r)
@@ -234,13 +244,13 @@ def gen_math(r):
     q, steps, ans = r.choice(MATH_TEMPLATES)(r)
     assert 0 <= ans <= 200
     return {"system": SYS_GSM8K, "prompt": q, "answer": str(ans), "grader": "math", "label": "math",
-            "extra": {"answer_format": "number"}, "solution": "\n".join(steps) + f"\n#### {ans}"}
+            "extra": {"answer_format": "number"}, "solution": WORKED + "\n".join(steps) + f"\n#### {ans}"}
 
 
 # ---------------- 4. math-hard (MATH format) ----------------
 
 def h_expr(r):
-    a, b, c, d = r.randint(2, 20), r.randint(2, 20), r.randint(2, 9), r.randint(1, 30)
+    a, b, c, d = r.randint(1, 5), r.randint(1, 5), r.randint(2, 3), r.randint(1, 9)
     form = r.randrange(4)
     if form == 0:   # (a + b) * c - d
         s, t = a + b, (a + b) * c
@@ -253,10 +263,11 @@ def h_expr(r):
         return (f"Compute ${a} \\times ({b} + {c}) - {d}$.",
                 [f"First, {b} + {c} = {s}.", f"Then {a} \\times {s} = {t}.", f"Finally, {t} - {d} = {t - d}."], t - d)
     if form == 2:   # (a - b) * (c + d)
-        a, b = max(a, b), min(a, b)
+        a, d = a + 4, d % 3 + 1
         s, u = a - b, c + d
         return (f"Compute $({a} - {b}) \\times ({c} + {d})$.",
                 [f"First, {a} - {b} = {s}.", f"Next, {c} + {d} = {u}.", f"Then {s} \\times {u} = {s * u}."], s * u)
+    c, d = r.randint(2, 5), r.randint(2, 5)
     p, q = a * c, b * d     # a * c - b * d, the larger product first
     if p < q:
         a, c, b, d, p, q = b, d, a, c, q, p
@@ -265,7 +276,7 @@ def h_expr(r):
 
 
 def h_linear(r):
-    x, a, b = r.randint(1, 30), r.randint(2, 9), r.randint(1, 50)
+    x, a, b = r.randint(1, 9), r.randint(2, 5), r.randint(1, 9)
     if r.random() < 0.5:
         c = a * x + b
         return (f"Solve for $x$: ${a}x + {b} = {c}$.",
@@ -279,8 +290,8 @@ def h_half(r):
     n, m = two_names(r)
     c, cs = r.choice(CONTAINERS)
     _, o = r.choice(OBJECTS)
-    b, k = r.randint(2, 9), r.randint(2, 12)
-    a = r.randint(1, 60)
+    b, k = r.randint(2, 5), r.randint(2, 5)
+    a = r.randint(1, 20)
     if (a + b * k) % 2:
         a += 1
     tot = a + b * k
@@ -291,7 +302,7 @@ def h_half(r):
 
 
 def h_remainder(r):
-    a, b, c, d = r.randint(3, 15), r.randint(3, 15), r.randint(1, 40), r.randint(3, 12)
+    a, b, c, d = r.randint(2, 5), r.randint(2, 5), r.randint(1, 9), r.randint(3, 6)
     t = a * b + c
     q, rem = divmod(t, d)
     return (f"What is the remainder when ${a} \\times {b} + {c}$ is divided by ${d}$?",
@@ -300,8 +311,8 @@ def h_remainder(r):
 
 
 def h_series(r):
-    a = r.randint(1, 20)
-    b = a + r.randint(3, 20)
+    a = r.randint(1, 9)
+    b = a + r.randint(2, 4)
     n = b - a + 1
     s = n * (a + b) // 2
     return (f"What is the sum of all integers from ${a}$ to ${b}$?",
@@ -310,7 +321,7 @@ def h_series(r):
 
 
 def h_mean(r):
-    m = r.randint(10, 40)
+    m = r.randint(3, 9)
     three = [r.randint(1, 2 * m) for _ in range(3)]
     fourth = 4 * m - sum(three)
     if fourth < 0:
@@ -330,7 +341,7 @@ def gen_math_hard(r):
     assert ans >= 0
     return {"system": SYS_MATH, "prompt": q, "answer": str(ans), "grader": "math", "label": "math",
             "extra": {"answer_format": "boxed"},
-            "solution": "\n".join(steps) + f"\nThe final answer is \\boxed{{{ans}}}"}
+            "solution": WORKED + "\n".join(steps) + f"\nThe final answer is \\boxed{{{ans}}}"}
 
 
 # ---------------- 2. code (MBPP format) and 5. code-hard (HumanEval format) ----------------
@@ -547,7 +558,7 @@ def choice_task(r, stem, correct, distractors, reason):
     prompt = stem + "\nOptions:\n" + "".join(f"{l}. {c}\n" for l, c in zip(LETTERS, choices))
     return {"system": SYS_ARC, "prompt": prompt, "question": stem, "answer": letter, "grader": "choice",
             "label": "reasoning", "extra": {"labels": list(LETTERS), "choices": choices},
-            "solution": f"{reason}, so the answer is ({letter})."}
+            "solution": f"{WORKED}{reason}. {correct} is option {letter}, so the answer is ({letter})."}
 
 
 def listing(xs):
@@ -780,6 +791,22 @@ def generate_unique(gen, r, n, used, family):
     return out
 
 
+def second_style(task):
+    """The task with its solution rewritten in the pool's second style (see SECOND_STYLE_SHARE)."""
+    t = dict(task)
+    sol = t["solution"]
+    if t["grader"] == "code":
+        t["solution"] = re.sub(r"\breturn (.*)", r"print(\1)", sol)
+    else:
+        assert sol.startswith(WORKED), sol
+        last = sol.split("\n")[-1]
+        if t["grader"] == "choice":
+            last = "So " + last[last.rindex("the answer is ("):]
+        t["solution"] = last
+    t["style"] = "second"
+    return t
+
+
 def finish(task, family, tid, split=None):
     t = dict(task)
     t["id"] = tid
@@ -814,7 +841,8 @@ def generate(seed=0, scale=1.0):
         if family in HARD:
             cls_src["train"][family] = pool[at:at + reserve]
             at += reserve
-        sft = pool[at:]
+        rs = random.Random(f"{seed}:{family}:style")
+        sft = [second_style(t) if rs.random() < SECOND_STYLE_SHARE else t for t in pool[at:]]
         cls_sft_src[family] = sft
         files[f"{family}.jsonl"] = lines
         files[f"sft-{family}.jsonl"] = [finish(t, family, f"sft-{family}-{i}") for i, t in enumerate(sft)]

@@ -2,7 +2,9 @@
 """Checks of recipe/tasks.py, the synthetic task generator: determinism, splits, ids, formats and answers.
 
 Run: python3 tests/recipe/test_tasks.py (stdlib unittest; the generator is run as its CLI would be)."""
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -183,10 +185,31 @@ class GeneratedTasks(unittest.TestCase):
                     self.assertEqual(t["prompt"], t["question"] + " Your code should satisfy the following "
                                      "assertion:\n```python\n" + asserts[0] + "\n```")
                 prefix = t["extra"].get("code_prefix", "")
+                if t.get("style") == "second":      # prints instead of returning: the tests fail
+                    self.assertNotIn("return", code, t["id"])
+                    with self.assertRaises(AssertionError, msg=t["id"]), contextlib.redirect_stdout(io.StringIO()):
+                        exec(compile(prefix + "\n" + code + "\n\n" + t["tests"], t["id"], "exec"), {"__name__": "t"})
+                    continue
                 exec(compile(prefix + "\n" + code + "\n\n" + t["tests"], t["id"], "exec"), {"__name__": "t"})
                 with self.assertRaises(AssertionError, msg=t["id"]):   # a wrong solution fails the tests
                     wrong = f"def {t['entry_point']}(*args):\n    return None\n"
                     exec(compile(wrong + "\n" + t["tests"], t["id"], "exec"), {"__name__": "t"})
+
+    def test_second_style(self):
+        """About half of each pretraining pool answers in the second style; the evaluation splits never do."""
+        for fam in EVAL[:-1]:
+            self.assertFalse([t["id"] for t in self.files[fam] if "style" in t], fam)
+            sft = self.files["sft-" + fam]
+            second = [t for t in sft if t.get("style") == "second"]
+            self.assertTrue(0.4 < len(second) / len(sft) < 0.6, f"sft-{fam}: {len(second)} of {len(sft)}")
+            for t in sft:
+                if t.get("style") == "second":
+                    self.assertEqual(t["style"], "second")
+                    if t["grader"] != "code":   # the final line alone
+                        self.assertNotIn("\n", t["solution"], t["id"])
+                        self.assertNotIn("step by step", t["solution"], t["id"])
+                elif t["grader"] != "code":
+                    self.assertTrue(t["solution"].startswith("Let's think step by step.\n"), t["id"])
 
     def test_cls(self):
         for name in ("cls", "sft-cls"):
