@@ -189,6 +189,9 @@ def model_card(out, a, work, base_val, experts):
         " lr %g with warm-up and cosine decay" % (a.sft_minutes, a.sft_batch, a.sft_lr),
         "  - last log line: `%s`" % last_step[0],
         "  - `%s`" % saved[0],
+        "- pretraining data: recipe/tasks.py's pools, about half of each written in a second style (math and"
+        " reasoning: the final line alone, no working; code: print instead of return), so the base model learns both"
+        " and leaves the experts room to adapt (see SECOND_STYLE_SHARE there)",
         "- experts: %s" % ", ".join(f"{k} ({v['seconds']:.0f} s, {v['steps']} steps, best validation accuracy "
                                     f"{v['val']:.2f})" for k, v in experts.items()),
         "",
@@ -277,6 +280,14 @@ def reproduce(a):
     data = gen_data(work, a.seed)
     d = Daemon(work, MODEL, data, "reproduce-t2d")
     rows1, rows2 = {}, {}
+    # every finished cell is kept in cells.json: a run that is stopped resumes where it was (delete the file, or
+    # use another --work, to start over); LoRA baselines are trained only when a cell still needs them
+    cells_path = os.path.join(work, "cells.json")
+    key = {"model": hashlib.sha256(open(os.path.join(MODEL, "model.safetensors"), "rb").read()).hexdigest(),
+           "seed": a.seed, "limit": a.limit, "lora_minutes": a.lora_minutes, "lora_lr": a.lora_lr}
+    cells = json.load(open(cells_path)) if os.path.exists(cells_path) else {}
+    if cells.get("key") != key:
+        cells = {"key": key, "cells": {}, "params": {}}
     try:
         import_experts(d, MODEL)
         ds = {f: os.path.join(data, f + ".jsonl") for f in [*FAMILIES, *HARD.values()]}
@@ -290,34 +301,56 @@ def reproduce(a):
                     o = json.loads(ln)
                     o["id"] = f + "/" + str(o["id"])
                     out.write(json.dumps(o, sort_keys=True) + "\n")
-        for f in FAMILIES:
-            d.train("lora", ds[f], "lora-" + f, f, expert_settings(a, a.lora_minutes, lora))
-        d.train("lora", all_train, "lora-all", "all", expert_settings(a, a.lora_minutes, lora))
-        params = {e["name"]: e["n_params"] for e in d.j("experts")["experts"]}
+        params = cells["params"]
+        params.update({e["name"]: e["n_params"] for e in d.j("experts")["experts"]})
 
-        log("== Table 1: training families (test split)")
-        for f in FAMILIES:
-            rows1.setdefault("base", {})[f] = d.eval(ds[f], limit=lim, route=[])
-            rows1.setdefault("LoRA", {})[f] = d.eval(ds[f], limit=lim, route=["--expert", "lora-" + f])
-            rows1.setdefault("SVF", {})[f] = d.eval(ds[f], limit=lim, route=["--expert", f])
-        log("== Table 2: unseen variants (test split)")
-        for f in FAMILIES:
-            h = HARD[f]
-            rows2.setdefault("base", {})[h] = d.eval(ds[h], limit=lim, route=[])
-            rows2.setdefault("LoRA", {})[h] = d.eval(ds[h], limit=lim, route=["--expert", "lora-all"])
-            rows2.setdefault("T2 prompt", {})[h] = d.eval(ds[h], limit=lim, route=["--dispatch", "prompt"])
-            rows2.setdefault("T2 classifier", {})[h] = d.eval(ds[h], limit=lim, route=["--dispatch", "classifier"])
-            # few-shot: CEM over the experts' mixture weights on validation examples, stored for the task id
-            # (the dataset spec, which is what an eval job names its task), then the test split under it
+        def lora_expert(name, dataset, label):
+            if name not in {e["name"] for e in d.j("experts")["experts"]}:
+                job, secs = d.train("lora", dataset, name, label, expert_settings(a, a.lora_minutes, lora))
+                log(f"LoRA baseline {name}: {secs:.0f} s")
+                params[name] = next(e["n_params"] for e in d.j("experts")["experts"] if e["name"] == name)
+            return name
+
+        def cell(rows, row, col, run_it):
+            k = f"{row}|{col}"
+            if k not in cells["cells"]:
+                cells["cells"][k] = run_it()
+                with open(cells_path + ".tmp", "w") as f:
+                    json.dump(cells, f, indent=1)
+                os.replace(cells_path + ".tmp", cells_path)
+                r = cells["cells"][k]
+                log(f"{row:<15}{col:<16}{pct(r):6.1f}% of {r['n']}")
+            rows.setdefault(row, {})[col] = cells["cells"][k]
+
+        def few_shot(h):
+            # CEM over the experts' mixture weights on validation examples, stored for the task id (the dataset
+            # spec, which is what an eval job names its task), then the test split under it
             t0 = time.time()
             d.t2("generate", "--dispatch", "cem", "--task-id", ds[h], "--examples", ds[h], "--dispatch-settings",
-                 json.dumps({"split": "validation", "n": 10}), "--max-tokens", "8", "hello")
+                 json.dumps({"split": "validation", "n": 10, "generations": a.cem_generations}), "--max-tokens", "8",
+                 "hello")
             search = time.time() - t0
             r = d.eval(ds[h], limit=lim, route=["--dispatch", "cem"])
             r["cem_search_seconds"] = search
-            rows2.setdefault("T2 few-shot", {})[h] = r
+            return r
+
+        log("== Table 1: training families (test split)")
+        for f in FAMILIES:
+            cell(rows1, "base", f, lambda: d.eval(ds[f], limit=lim, route=[]))
+            cell(rows1, "SVF", f, lambda: d.eval(ds[f], limit=lim, route=["--expert", f]))
+            cell(rows1, "LoRA", f, lambda: d.eval(ds[f], limit=lim, route=["--expert", lora_expert("lora-" + f, ds[f], f)]))
+        log("== Table 2: unseen variants (test split)")
+        for f in FAMILIES:
+            h = HARD[f]
+            cell(rows2, "base", h, lambda: d.eval(ds[h], limit=lim, route=[]))
+            cell(rows2, "T2 prompt", h, lambda: d.eval(ds[h], limit=lim, route=["--dispatch", "prompt"]))
+            cell(rows2, "T2 classifier", h, lambda: d.eval(ds[h], limit=lim, route=["--dispatch", "classifier"]))
+            cell(rows2, "T2 few-shot", h, lambda: few_shot(h))
+            cell(rows2, "LoRA", h, lambda: d.eval(ds[h], limit=lim, route=["--expert", lora_expert("lora-all", all_train, "all")]))
     finally:
         d.stop()
+    rows1 = {k: rows1[k] for k in ("base", "LoRA", "SVF") if k in rows1}
+    rows2 = {k: rows2[k] for k in ("base", "LoRA", "T2 prompt", "T2 classifier", "T2 few-shot") if k in rows2}
     svf_params = params.get("math", 0)
     lora_params = params.get("lora-math", 0)
     print_table("Table 1 (accuracy %, test split of each training family)", rows1, FAMILIES,
@@ -407,6 +440,7 @@ def main():
     ap.add_argument("--lora-lr", type=float, default=1e-3,
                     help="the LoRA baseline's learning rate (at 1e-2 it drove math validation accuracy to 0)")
     ap.add_argument("--limit", type=int, default=0, help="evaluate at most N tasks per table cell")
+    ap.add_argument("--cem-generations", type=int, default=10, help="the few-shot CEM search's generation budget")
     ap.add_argument("--dispatch", default="classifier")
     ap.add_argument("--install", action="store_true", help="build: copy the result into models/t2-tiny")
     a = ap.parse_args()
