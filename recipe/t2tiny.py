@@ -390,12 +390,8 @@ def demo(a):
         log("$ t2 experts")
         log(d.t2("experts").stdout.rstrip())
         for f in FAMILIES:
-            task = json.loads(open(os.path.join(data, f + ".jsonl")).readline())
-            for ln in open(os.path.join(data, f + ".jsonl")):
-                o = json.loads(ln)
-                if o.get("split") == "test":
-                    task = o
-                    break
+            with open(os.path.join(data, f + ".jsonl")) as src:
+                task = next(o for o in map(json.loads, src) if o.get("split") == "test")
             log("")
             log(f"== a {f} question (test split, id {task['id']}), answered in two passes (dispatch: {a.dispatch})")
             log(task["prompt"])

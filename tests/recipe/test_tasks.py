@@ -184,13 +184,13 @@ class GeneratedTasks(unittest.TestCase):
                     self.assertEqual(len(asserts), 3, t["id"])
                     self.assertEqual(t["prompt"], t["question"] + " Your code should satisfy the following "
                                      "assertion:\n```python\n" + asserts[0] + "\n```")
-                prefix = t["extra"].get("code_prefix", "")
+                program = compile(t["extra"].get("code_prefix", "") + "\n" + code + "\n\n" + t["tests"], t["id"], "exec")
                 if t.get("style") == "second":      # prints instead of returning: the tests fail
                     self.assertNotIn("return", code, t["id"])
                     with self.assertRaises(AssertionError, msg=t["id"]), contextlib.redirect_stdout(io.StringIO()):
-                        exec(compile(prefix + "\n" + code + "\n\n" + t["tests"], t["id"], "exec"), {"__name__": "t"})
+                        exec(program, {"__name__": "t"})
                     continue
-                exec(compile(prefix + "\n" + code + "\n\n" + t["tests"], t["id"], "exec"), {"__name__": "t"})
+                exec(program, {"__name__": "t"})
                 with self.assertRaises(AssertionError, msg=t["id"]):   # a wrong solution fails the tests
                     wrong = f"def {t['entry_point']}(*args):\n    return None\n"
                     exec(compile(wrong + "\n" + t["tests"], t["id"], "exec"), {"__name__": "t"})
@@ -203,8 +203,8 @@ class GeneratedTasks(unittest.TestCase):
             second = [t for t in sft if t.get("style") == "second"]
             self.assertTrue(0.4 < len(second) / len(sft) < 0.6, f"sft-{fam}: {len(second)} of {len(sft)}")
             for t in sft:
+                self.assertIn(t.get("style"), (None, "second"), t["id"])
                 if t.get("style") == "second":
-                    self.assertEqual(t["style"], "second")
                     if t["grader"] != "code":   # the final line alone
                         self.assertNotIn("\n", t["solution"], t["id"])
                         self.assertNotIn("step by step", t["solution"], t["id"])
