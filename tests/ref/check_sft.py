@@ -18,7 +18,9 @@ solution; non-ASCII text, whitespace the template trims, a blank line).
     tokenised the same way, then the id of <|eot_id|> (also the stop id `t2 model chat` names); they
     must equal the ids made here from the Llama 3 template over the byte-level vocabulary.
  2. Per model, `t2 model sft --steps 3 --batch 3 --lr LR --min-lr LR --warmup 0 --log-every 1` with
-    --clip 0 and --clip 0.5 (below every first gradient norm: clipping acts, checked); LR 1e-2, and
+    --clip 0 and --clip 0.5 (below every first gradient norm: clipping acts, checked), the first on one
+    replica (--workers 1), the second data parallel on one replica per example (--workers 3: their
+    gradients summed, replica 0's weights copied to the others after each step); LR 1e-2, and
     1e-3 for init (whose std-0.02 weights 1e-2 steps move by half their size: a trajectory so
     sensitive that float32 rounding in step 1 shows in step 3).  Reference: loss = −Σ log p(target
     tokens + eot) / their number over the 3 examples, torch gradients, Adam (β1 0.9, β2 0.999, ε 1e-8,
@@ -84,6 +86,7 @@ LOGIT_TOL = 1e-4        # BF16 folder's logits against the reference (relative t
 BF16_DIFF_TOL = 2e-4    # (t2 bf16 − t2 f32) against (ref bf16 − ref f32), relative to max|logit|
 STEPS, BATCH, LR = 3, 3, 1e-2
 CLIPS = (0.0, 0.5)      # 0: no clipping; 0.5 is below every first gradient norm here (checked)
+WORKERS = {0.0: 1, 0.5: BATCH}   # data-parallel replicas of each run: one, and one per example
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 INIT_SEED, INIT_STD = 7, 0.02
 INIT_LR = 1e-3          # lr 1e-2 is half the init's weight scale per step: a chaotic trajectory
@@ -309,7 +312,7 @@ class Checker(harness.Checker):
     def sft(self, m, out, clip, extra=()):
         args = ["model", "sft", "--model", m.dir, "--data", self.data, "--out", out, "--steps", str(STEPS),
                 "--batch", str(BATCH), "--lr", "%g" % m.lr, "--min-lr", "%g" % m.lr, "--warmup", "0",
-                "--clip", "%g" % clip, "--log-every", "1", "--seed", "0"] + list(extra)
+                "--clip", "%g" % clip, "--log-every", "1", "--seed", "0", "--workers", str(WORKERS[clip])] + list(extra)
         stdout, stderr = self.r.ok(args)
         logs = {}
         for line in stdout.splitlines():
@@ -343,7 +346,7 @@ class Checker(harness.Checker):
     def sft_check(self, m, clip):
         if m.examples is None:
             raise Failure("no token ids (see above)")
-        what = "%s sft lr %g clip %g" % (m.name, m.lr, clip)
+        what = "%s sft lr %g clip %g workers %d" % (m.name, m.lr, clip, WORKERS[clip])
         out = os.path.join(self.workdir, "files", "%s-clip%g" % (m.name, clip))
         logs, stdout, _ = self.sft(m, out, clip)
         ref_w, losses, norms, allow = reference_sft(m.cfg, m.w0, m.examples, STEPS, m.lr, clip)
@@ -557,7 +560,7 @@ def main():
         chk.attempt("%s token ids" % m.name, lambda m=m: chk.token_ids(m))
         f32_out = None
         for clip in CLIPS:
-            r = chk.attempt("%s sft lr %g clip %g" % (m.name, m.lr, clip),
+            r = chk.attempt("%s sft lr %g clip %g workers %d" % (m.name, m.lr, clip, WORKERS[clip]),
                             lambda m=m, clip=clip: chk.sft_check(m, clip))
             if clip == 0.0 and r is not None:
                 f32_out = r[0]
