@@ -221,6 +221,7 @@ typedef struct replica {
     int first, stride;
     double sum_lp;
     t2_status s;
+    char err[512]; /* the failure's detail (t2_last_error belongs to the thread that failed) */
     pthread_t th;
 } replica;
 
@@ -237,6 +238,7 @@ static void *replica_step(void *arg) {
         r->s = t2_logprob_grad(r->m, &rq, &lp);
         r->sum_lp += lp;
     }
+    if (r->s) snprintf(r->err, sizeof r->err, "%s", t2_last_error());
     return NULL;
 }
 
@@ -372,7 +374,7 @@ int t2_cmd_model_sft(int argc, char **argv) {
         for (long long w = 1; w < workers; w++) threaded[w] ? (void)pthread_join(rep[w].th, NULL) : (void)replica_step(&rep[w]);
         double sum_lp = 0;
         for (long long w = 0; w < workers; w++) {
-            if (!rc && rep[w].s) rc = cli_fail("logprob-grad", rep[w].s);
+            if (!rc && rep[w].s) rc = cli_fail("logprob-grad", t2_set_error(rep[w].s, "%s", rep[w].err));
             sum_lp += rep[w].sum_lp;
             if (w) for (size_t j = 0; j < ng; j++) grad[j] += rep[w].grad[j];
         }
