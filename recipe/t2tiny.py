@@ -190,8 +190,9 @@ def model_card(out, a, work, base_val, experts):
         "  - last log line: `%s`" % last_step[0],
         "  - `%s`" % saved[0],
         "- pretraining data: recipe/tasks.py's pools, about half of each written in a second style (math and"
-        " reasoning: the final line alone, no working; code: print instead of return), so the base model learns both"
-        " and leaves the experts room to adapt (see SECOND_STYLE_SHARE there)",
+        " reasoning: the final line alone, no working; code: print instead of return), by kind of task: half the"
+        " kinds lean to it, half to the graders' style, so the base model learns both and leaves the experts room"
+        " to adapt (see SECOND_STYLE_LEAN there)",
         "- experts: %s" % ", ".join(f"{k} ({v['seconds']:.0f} s, {v['steps']} steps, best validation accuracy "
                                     f"{v['val']:.2f})" for k, v in experts.items()),
         "",
@@ -424,7 +425,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vocab", type=int, default=1024)
     ap.add_argument("--sft-minutes", type=float, default=30)
-    ap.add_argument("--sft-steps", type=int, default=3000)
+    ap.add_argument("--sft-steps", type=int, default=5000)
     ap.add_argument("--sft-batch", type=int, default=16)
     ap.add_argument("--sft-lr", type=float, default=2e-3)
     ap.add_argument("--expert-minutes", type=float, default=4)

@@ -57,12 +57,16 @@ LETTERS = ("A", "B", "C", "D")
 WORKED = "Let's think step by step.\n"    # how every reference solution of math and reasoning families opens
 
 # The pretraining pools are not all written the way the graders want: like the mixed sources a real base model
-# learns from, a share of each pool (chosen by the seed) answers in a second style. Math and reasoning solutions
-# give only the final line, without working; code prints its result instead of returning it. The base model learns
-# both styles and picks one per prompt, so it leaves room to adapt: an expert can learn which style its task
-# rewards (working, then the answer; return, not print) as well as get better at the task itself.
-# The evaluation splits always carry the reference (worked, returning) solution.
-SECOND_STYLE_SHARE = 0.5
+# learns from, part of each pool answers in a second style. Math and reasoning solutions give only the final line,
+# without working; code prints its result instead of returning it. Which style a task gets depends on its kind
+# (its template: sources differ by topic): half the kinds of each family lean to the second style
+# (SECOND_STYLE_LEAN of their tasks, chosen by the seed), the other half to the graders' style (the rest). The base
+# model learns both and follows each kind's leaning, so it leaves room to adapt: an expert can learn which style
+# its task rewards (working, then the answer; return, not print) across every kind, as well as get better at the
+# task itself. (With one share for every task the greedy choice is a near tie, decided by noise: one training
+# run of t2-tiny printed in every code answer, 0% on code.) The evaluation splits carry the reference (worked,
+# returning) solution.
+SECOND_STYLE_LEAN = 0.8
 
 # ---------------- a small world ----------------
 
@@ -241,9 +245,11 @@ MATH_TEMPLATES = [m_pack, m_add, m_sub, m_share, m_price, m_add_sub, m_pack_use,
 
 
 def gen_math(r):
-    q, steps, ans = r.choice(MATH_TEMPLATES)(r)
+    tpl = r.choice(MATH_TEMPLATES)
+    q, steps, ans = tpl(r)
     assert 0 <= ans <= 200
-    return {"system": SYS_GSM8K, "prompt": q, "answer": str(ans), "grader": "math", "label": "math",
+    return {"kind": tpl.__name__, "system": SYS_GSM8K, "prompt": q, "answer": str(ans), "grader": "math",
+            "label": "math",
             "extra": {"answer_format": "number"}, "solution": WORKED + "\n".join(steps) + f"\n#### {ans}"}
 
 
@@ -337,9 +343,11 @@ MATH_HARD_TEMPLATES = [h_expr, h_expr, h_linear, h_half, h_remainder, h_series, 
 
 
 def gen_math_hard(r):
-    q, steps, ans = r.choice(MATH_HARD_TEMPLATES)(r)
+    tpl = r.choice(MATH_HARD_TEMPLATES)
+    q, steps, ans = tpl(r)
     assert ans >= 0
-    return {"system": SYS_MATH, "prompt": q, "answer": str(ans), "grader": "math", "label": "math",
+    return {"kind": tpl.__name__, "system": SYS_MATH, "prompt": q, "answer": str(ans), "grader": "math",
+            "label": "math",
             "extra": {"answer_format": "boxed"},
             "solution": WORKED + "\n".join(steps) + f"\nThe final answer is \\boxed{{{ans}}}"}
 
@@ -530,7 +538,8 @@ def gen_code(r):
     outs = run_reference(code, fn, args)
     asserts = [f"assert {call_text(fn, a)} == {o!r}" for a, o in zip(args, outs)]
     prompt = f"{text} Your code should satisfy the following assertion:\n```python\n{asserts[0]}\n```"
-    return {"system": SYS_CODE, "prompt": prompt, "question": text, "grader": "code", "label": "code",
+    return {"kind": re.sub(r"\d+", "#", text), "system": SYS_CODE, "prompt": prompt, "question": text,
+            "grader": "code", "label": "code",
             "tests": "\n".join(asserts) + "\n", "entry_point": fn, "extra": {},
             "solution": f"```python\n{code}\n```"}
 
@@ -542,7 +551,8 @@ def gen_code_hard(r):
     check = "def check(candidate):\n" + "".join(f"    assert {call_text('candidate', a)} == {o!r}\n"
                                                 for a, o in zip(args, outs)) + f"\n\ncheck({fn})\n"
     prompt = f"Write a solution to the following problem:\n```python\n{head.strip()}\n```"
-    return {"system": SYS_CODE, "prompt": prompt, "question": head, "grader": "code", "label": "code",
+    return {"kind": re.sub(r"\d+", "#", doc), "system": SYS_CODE, "prompt": prompt, "question": head,
+            "grader": "code", "label": "code",
             "tests": check, "entry_point": fn, "extra": {"code_prefix": head},
             "solution": f"```python\n{code}\n```"}
 
@@ -643,8 +653,12 @@ def r_age(r):
 REASONING_TEMPLATES = [r_number, r_measured, r_category, r_sequence, r_calendar, r_age]
 
 
+def with_kind(tpl, r):
+    return dict(tpl(r), kind=tpl.__name__)
+
+
 def gen_reasoning(r):
-    return r.choice(REASONING_TEMPLATES)(r)
+    return with_kind(r.choice(REASONING_TEMPLATES), r)
 
 
 def rh_chain(r):
@@ -732,7 +746,7 @@ REASONING_HARD_TEMPLATES = [rh_chain, rh_chain, rh_products, rh_sequence, rh_day
 
 
 def gen_reasoning_hard(r):
-    return r.choice(REASONING_HARD_TEMPLATES)(r)
+    return with_kind(r.choice(REASONING_HARD_TEMPLATES), r)
 
 
 # ---------------- families, splits and files ----------------
@@ -792,7 +806,7 @@ def generate_unique(gen, r, n, used, family):
 
 
 def second_style(task):
-    """The task with its solution rewritten in the pool's second style (see SECOND_STYLE_SHARE)."""
+    """The task with its solution rewritten in the pool's second style (see SECOND_STYLE_LEAN)."""
     t = dict(task)
     sol = t["solution"]
     if t["grader"] == "code":
@@ -808,11 +822,13 @@ def second_style(task):
 
 
 def finish(task, family, tid, split=None):
+    """The task as a line of family's file: the evaluation splits without the kind (it only steers the pools)."""
     t = dict(task)
     t["id"] = tid
     t["family"] = family
     if split:
         t["split"] = split
+        t.pop("kind", None)
     return t
 
 
@@ -842,7 +858,9 @@ def generate(seed=0, scale=1.0):
             cls_src["train"][family] = pool[at:at + reserve]
             at += reserve
         rs = random.Random(f"{seed}:{family}:style")
-        sft = [second_style(t) if rs.random() < SECOND_STYLE_SHARE else t for t in pool[at:]]
+        kinds = sorted({t["kind"] for t in pool})
+        lean = {k: SECOND_STYLE_LEAN if i % 2 == 0 else 1 - SECOND_STYLE_LEAN for i, k in enumerate(kinds)}
+        sft = [second_style(t) if rs.random() < lean[t["kind"]] else t for t in pool[at:]]
         cls_sft_src[family] = sft
         files[f"{family}.jsonl"] = lines
         files[f"sft-{family}.jsonl"] = [finish(t, family, f"sft-{family}-{i}") for i, t in enumerate(sft)]

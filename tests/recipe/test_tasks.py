@@ -2,6 +2,7 @@
 """Checks of recipe/tasks.py, the synthetic task generator: determinism, splits, ids, formats and answers.
 
 Run: python3 tests/recipe/test_tasks.py (stdlib unittest; the generator is run as its CLI would be)."""
+import collections
 import contextlib
 import importlib.util
 import io
@@ -196,12 +197,24 @@ class GeneratedTasks(unittest.TestCase):
                     exec(compile(wrong + "\n" + t["tests"], t["id"], "exec"), {"__name__": "t"})
 
     def test_second_style(self):
-        """About half of each pretraining pool answers in the second style; the evaluation splits never do."""
+        """About half of each pretraining pool answers in the second style, by kind: each kind of task (template)
+        leans clearly to one style, and each family has kinds of both leanings; the evaluation splits carry
+        neither a style nor a kind."""
         for fam in EVAL[:-1]:
-            self.assertFalse([t["id"] for t in self.files[fam] if "style" in t], fam)
+            self.assertFalse([t["id"] for t in self.files[fam] if "style" in t or "kind" in t], fam)
             sft = self.files["sft-" + fam]
             second = [t for t in sft if t.get("style") == "second"]
-            self.assertTrue(0.4 < len(second) / len(sft) < 0.6, f"sft-{fam}: {len(second)} of {len(sft)}")
+            self.assertTrue(0.4 < len(second) / len(sft) < 0.65, f"sft-{fam}: {len(second)} of {len(sft)}")
+            by_kind = collections.defaultdict(list)
+            for t in sft:
+                by_kind[t["kind"]].append(t.get("style") == "second")
+            leaning = set()
+            for kind, styles in by_kind.items():
+                if len(styles) >= 30:
+                    share = sum(styles) / len(styles)
+                    self.assertFalse(0.4 < share < 0.6, f"sft-{fam} kind {kind!r}: second style {share:.2f}")
+                    leaning.add(share > 0.5)
+            self.assertEqual(leaning, {True, False}, f"sft-{fam}: kinds of one leaning only")
             for t in sft:
                 self.assertIn(t.get("style"), (None, "second"), t["id"])
                 if t.get("style") == "second":
