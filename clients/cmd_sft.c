@@ -214,11 +214,11 @@ typedef struct replica {
     t2_weight_grads *g;
     float *params, *grad;
     size_t np, ng;
-    /* per step */
     const sft_set *set;
+    int first, stride;      /* its examples of each batch: first, first + stride, ... */
+    /* per step */
     const size_t *idx;
     long nb, ntok;
-    int first, stride;
     double sum_lp;
     t2_status s;
     char err[512]; /* the failure's detail (t2_last_error belongs to the thread that failed) */
@@ -242,13 +242,10 @@ static void *replica_step(void *arg) {
     return NULL;
 }
 
-static t2_status replica_open(replica *r, const char *dir, int threads) {
-    t2_status s = T2_OK;
-    t2_model_params mp = t2_model_default_params();
-    mp.path = dir;
-    mp.n_threads = threads;
-    if (!(r->m = t2_model_load(&mp, &s))) return s;
-    if ((s = t2_model_make_trainable(r->m))) return s;
+/* The loaded model r->m made trainable, with its gradients. */
+static t2_status replica_prepare(replica *r) {
+    t2_status s = t2_model_make_trainable(r->m);
+    if (s) return s;
     if (!(r->g = t2_weight_grads_new(r->m, &s))) return s;
     r->params = t2_model_trainable_params(r->m, &r->np);
     r->grad = t2_weight_grads_flat(r->g, &r->ng);
@@ -322,7 +319,9 @@ int t2_cmd_model_sft(int argc, char **argv) {
     if (!rc && !rep) rc = cli_fail("sft", T2_ERR_NOMEM);
     for (long long w = 0; !rc && w < workers; w++) {
         int th = (int)(threads / workers + (w < threads % workers));
-        if ((s = replica_open(&rep[w], dir, th))) rc = cli_fail("cannot load the model as a trainable replica", s);
+        rep[w] = (replica){.set = &set, .first = (int)w, .stride = (int)workers};
+        rep[w].m = cli_load_model(dir, th, 0, &rc);
+        if (!rc && (s = replica_prepare(&rep[w]))) rc = cli_fail("cannot make the model a trainable replica", s);
     }
     t2_model *m = rc ? NULL : rep[0].m;
     t2_adam *adam = NULL;
@@ -364,10 +363,7 @@ int t2_cmd_model_sft(int argc, char **argv) {
             idx[i] = order[pos++];
             ntok += set.ex[idx[i]].n - set.ex[idx[i]].k0;
         }
-        for (long long w = 0; w < workers; w++) {
-            rep[w].set = &set, rep[w].idx = idx, rep[w].nb = nb, rep[w].ntok = ntok;
-            rep[w].first = (int)w, rep[w].stride = (int)workers;
-        }
+        for (long long w = 0; w < workers; w++) rep[w].idx = idx, rep[w].nb = nb, rep[w].ntok = ntok;
         int threaded[MAX_WORKERS] = {0}; /* a replica that gets no thread runs on this one */
         for (long long w = 1; w < workers; w++) threaded[w] = !pthread_create(&rep[w].th, NULL, replica_step, &rep[w]);
         replica_step(&rep[0]);
