@@ -11,15 +11,18 @@
  *     instead of z, by "objective": "reinforce" (default) or "sft"; settings rank (16), alpha (32),
  *     modules ("attn": q, k, v, o; or "mlp", "all").
  *
- * Each step samples `batch` training tasks, generates one answer per task under the current expert
- * (temperature sampling), grades them (+1 correct, −1 wrong), and takes one REINFORCE step through the
- * host (which runs it on the engine between inference batches). Every `eval_every` steps and at the end
+ * Each step samples `batch` / `group` training tasks, generates `group` answers per task under the current
+ * expert (temperature sampling: `batch` rollouts in all), grades them (+1 correct, −1 wrong), and takes one
+ * REINFORCE step through the host (which runs it on the engine between inference batches). With group > 1
+ * each rollout's reward is taken relative to the mean of its task's group (a per-task baseline, as in RLOO
+ * and GRPO): a task answered alike every time carries no signal and its rollouts are dropped, so the step
+ * follows what separates right from wrong answers to the same question. Every `eval_every` steps and at the end
  * the expert answers the validation split greedily; the best expert by validation accuracy is kept and
  * saved when training ends (the paper's model selection). A checkpoint after every step (policy, Adam
  * state, best z, step) lets a restarted daemon resume the job exactly where it stopped.
  *
  * Settings (JSON object; all optional):
- *   steps 50, batch 8, lr 2e-3, clip 1e-3, kl_coef 0, max_mult 2, normalize false, temperature 1.0,
+ *   steps 50, batch 8, group 1 (must divide batch), lr 2e-3, clip 1e-3, kl_coef 0, max_mult 2, normalize false, temperature 1.0,
  *   max_tokens 256, eval_every 10, val_size 64, train_split "train", val_split "validation", seed 0,
  *   target "z" ("weights" is refused with a pointer to `t2 model sft`, the offline tool that trains every weight) */
 #include <jansson.h>
@@ -47,7 +50,7 @@
 static const t2_host_api *api;
 
 typedef struct settings {
-    int steps, batch, max_tokens, eval_every, val_size, normalize;
+    int steps, batch, group, max_tokens, eval_every, val_size, normalize;
     int references;          /* train on (prompt, reference) with reward +1 instead of sampled rollouts */
     int rank;                /* lora */
     double alpha;            /* lora */
@@ -95,7 +98,7 @@ static double num(json_t *o, const char *k, double def) {
 }
 
 static t2_status parse_settings(const char *text, settings *s, char *why, size_t cap) {
-    *s = (settings){.steps = 50, .batch = 8, .max_tokens = 256, .eval_every = 10, .val_size = 64, .lr = 2e-3, .clip = 1e-3,
+    *s = (settings){.steps = 50, .batch = 8, .group = 1, .max_tokens = 256, .eval_every = 10, .val_size = 64, .lr = 2e-3, .clip = 1e-3,
                     .kl_coef = 0, .max_mult = 2, .temperature = 1.0};
     snprintf(s->train_split, sizeof s->train_split, "train");
     snprintf(s->val_split, sizeof s->val_split, "validation");
@@ -106,7 +109,7 @@ static t2_status parse_settings(const char *text, settings *s, char *why, size_t
         json_decref(o);
         return T2_ERR_INVALID_ARG;
     }
-    static const char *known[] = {"steps", "batch", "lr", "clip", "kl_coef", "max_mult", "normalize", "temperature", "max_tokens",
+    static const char *known[] = {"steps", "batch", "group", "lr", "clip", "kl_coef", "max_mult", "normalize", "temperature", "max_tokens",
                                   "eval_every", "val_size", "train_split", "val_split", "seed", "labels", "rank", "alpha", "modules", "objective", "target"};
     const char *key;
     json_t *v;
@@ -121,6 +124,7 @@ static t2_status parse_settings(const char *text, settings *s, char *why, size_t
     }
     s->steps = (int)num(o, "steps", s->steps);
     s->batch = (int)num(o, "batch", s->batch);
+    s->group = (int)num(o, "group", s->group);
     s->lr = num(o, "lr", s->lr);
     s->clip = num(o, "clip", s->clip);
     s->kl_coef = num(o, "kl_coef", s->kl_coef);
@@ -163,6 +167,14 @@ static t2_status parse_settings(const char *text, settings *s, char *why, size_t
         s->temperature < 0 || s->max_tokens < 1 || s->eval_every < 0 || s->val_size < 0) {
         snprintf(why, cap, "settings out of range: need steps >= 1, 1 <= batch <= 1024, lr > 0, clip >= 0, kl_coef >= 0, max_mult > 1, "
                            "temperature >= 0, max_tokens >= 1, eval_every >= 0, val_size >= 0");
+        return T2_ERR_INVALID_ARG;
+    }
+    if (s->group < 1 || s->batch % s->group) {
+        snprintf(why, cap, "group %d: need group >= 1 dividing batch (%d rollouts per step)", s->group, s->batch);
+        return T2_ERR_INVALID_ARG;
+    }
+    if (s->group > 1 && s->references) {
+        snprintf(why, cap, "group %d: the sft objective has no sampling to group (use group 1)", s->group);
         return T2_ERR_INVALID_ARG;
     }
     return T2_OK;
@@ -428,8 +440,9 @@ static t2_status step(void *p, t2_host *h, int *done) {
     t2_gen_result *res = calloc((size_t)B, sizeof *res);
     t2_rollout_in *ro = calloc((size_t)B, sizeof *ro);
     t2_status s = prompts && ex && tasks && res && ro ? T2_OK : T2_ERR_NOMEM;
+    int G = st->s.group;
     for (int i = 0; s == T2_OK && i < B; i++) {
-        tasks[i] = view(st, api->dataset_task(st->train, (size_t)(api->rand_u64(h) % n_train)));
+        tasks[i] = i % G ? tasks[i - 1] : view(st, api->dataset_task(st->train, (size_t)(api->rand_u64(h) % n_train)));
         prompts[i] = tasks[i].prompt;
         ex[i] = api->policy_expert(st->pol);
     }
@@ -450,10 +463,16 @@ static t2_status step(void *p, t2_host *h, int *done) {
         ro[i] = (t2_rollout_in){.ids = res[i].ids, .n_ids = res[i].n_ids, .n_prompt = res[i].n_prompt, .reward = v.correct ? 1.0f : -1.0f};
         reward += ro[i].reward;
     }
-    /* a rollout that generated nothing carries no gradient: drop it */
+    /* group > 1: each reward relative to its task's mean; a task answered alike every time has none left */
+    for (int g = 0; s == T2_OK && G > 1 && g < B; g += G) {
+        float mean = 0;
+        for (int i = g; i < g + G; i++) mean += ro[i].reward / (float)G;
+        for (int i = g; i < g + G; i++) ro[i].reward -= mean;
+    }
+    /* a rollout that generated nothing, or whose reward is its group's mean, carries no gradient: drop it */
     int kept = 0;
     for (int i = 0; s == T2_OK && i < B; i++)
-        if (ro[i].n_ids > ro[i].n_prompt) ro[kept++] = ro[i];
+        if (ro[i].n_ids > ro[i].n_prompt && (G == 1 || fabsf(ro[i].reward) > 1e-6f)) ro[kept++] = ro[i];
     t2_step_stats ss = {0};
     if (s == T2_OK && kept > 0) s = api->reinforce_step(h, st->pol, ro, kept, &ss);
     for (int i = 0; res && i < B; i++) api->gen_result_clear(&res[i]);
