@@ -10,7 +10,10 @@
  * generation prompt, then the target (the task's solution, else its answer) and the end-of-turn token;
  * with --time-limit the cosine decay follows the elapsed fraction of the limit when that is ahead of the steps,
  * so a run cut short by the clock still ends at --min-lr;
- * the loss is the mean negative log-likelihood of the target tokens over the batch. Adam
+ * the loss is the mean negative log-likelihood of the target tokens over the batch; with --prompt-loss the
+ * user's turn is a target too (every token after the system turn: the user's question, the template's
+ * headers, the answer and the end of turn), as pretraining on whole documents would: a small model learns
+ * to read its questions (to copy their numbers and names) sooner when it also has to predict them. Adam
  * (t2_adam, no weight decay) with global-norm clipping, linear warm-up then cosine decay to --min-lr.
  *
  * Data parallel: --workers W model replicas (each its own f32 weights and gradients, --threads split
@@ -94,9 +97,28 @@ typedef struct sft_set {
     size_t skipped_long, skipped_empty;
 } sft_set;
 
-/* Tokenise every task of one dataset spec into examples (prompt + target + end of turn). */
+/* Where the user's turn starts in the rendered prompt p[0..np): after the system turn (the system message
+ * rendered alone, which must be a prefix of p), else after the first token (the template's begin-of-text). */
+static t2_status user_turn_start(const t2_chat_template *tmpl, const t2_tokenizer *tok, const t2_task *t, const int32_t *p,
+                                 size_t np, size_t *k0) {
+    *k0 = 1;
+    if (!t->system || !*t->system) return np > 1 ? T2_OK : t2_set_error(T2_ERR_FORMAT, "the rendered prompt is a single token");
+    t2_chat_message sys = {.role = "system", .content = t->system};
+    int32_t *q = NULL;
+    size_t nq = 0;
+    t2_status s = t2_chat_encode(tmpl, tok, &sys, 1, 0, &q, &nq);
+    if (!s && (nq == 0 || nq >= np || memcmp(q, p, nq * sizeof *q)))
+        s = t2_set_error(T2_ERR_FORMAT, "the chat template's system turn is not a prefix of the rendered prompt: "
+                                        "--prompt-loss cannot find where the user's turn starts");
+    if (!s) *k0 = nq;
+    free(q);
+    return s;
+}
+
+/* Tokenise every task of one dataset spec into examples (prompt + target + end of turn; k0, the first
+ * target, after the system turn with prompt_loss). */
 static t2_status add_examples(sft_set *set, const char *spec, const char *split, const char *data_dir,
-                              const t2_tokenizer *tok, const t2_chat_template *tmpl, int max_len) {
+                              const t2_tokenizer *tok, const t2_chat_template *tmpl, int max_len, int prompt_loss) {
     t2_dataset *d = NULL;
     t2_status s = t2_dataset_open(spec, split, data_dir, &d);
     if (s) return s;
@@ -116,6 +138,13 @@ static t2_status add_examples(sft_set *set, const char *spec, const char *split,
         if ((s = t2_chat_encode(tmpl, tok, msgs, k, 1, &p, &np)) ||
             (s = t2_tokenizer_encode(tok, target, strlen(target), 0, &a, &nt))) {
             free(p);
+            break;
+        }
+        size_t k0 = np;
+        if (prompt_loss && (s = user_turn_start(tmpl, tok, t, p, np, &k0))) {
+            s = t2_set_error(s, "%s: task %s: %s", spec, t->id, t2_last_error());
+            free(p);
+            free(a);
             break;
         }
         int n = (int)(np + nt) + (stop >= 0);
@@ -147,7 +176,7 @@ static t2_status add_examples(sft_set *set, const char *spec, const char *split,
         memcpy(ids + np, a, nt * sizeof *ids);
         if (stop >= 0) ids[n - 1] = stop;
         free(a);
-        set->ex[set->n++] = (example){.ids = ids, .n = n, .k0 = (int)np};
+        set->ex[set->n++] = (example){.ids = ids, .n = n, .k0 = (int)k0};
     }
     t2_dataset_close(d);
     return s;
@@ -262,7 +291,7 @@ int t2_cmd_model_sft(int argc, char **argv) {
     long long steps = 1000, batch = 16, warmup = -1, seed = 0, max_len = 1024, save_every = 0, log_every = 10, threads = 0,
               workers = 0;
     double lr = 1e-3, min_lr = -1, clip = 1.0, time_limit = 0;
-    int rc = T2_EXIT_OK;
+    int rc = T2_EXIT_OK, prompt_loss = cli_flag(&o, "prompt-loss");
     if (!dir || !data || !out) {
         fprintf(stderr, "t2 model sft: --model DIR --data SPEC[,SPEC...] --out DIR are required\n");
         rc = T2_EXIT_USAGE;
@@ -299,7 +328,7 @@ int t2_cmd_model_sft(int argc, char **argv) {
     char *specs = strdup(data);
     for (char *save = NULL, *sp = strtok_r(specs, ",", &save); !rc && sp; sp = strtok_r(NULL, ",", &save)) {
         size_t before = set.n;
-        if ((s = add_examples(&set, sp, split, data_dir, tok, tmpl, (int)max_len))) rc = cli_fail(sp, s);
+        if ((s = add_examples(&set, sp, split, data_dir, tok, tmpl, (int)max_len, prompt_loss))) rc = cli_fail(sp, s);
         else fprintf(stderr, "sft: %s: %zu examples\n", sp, set.n - before);
     }
     free(specs);

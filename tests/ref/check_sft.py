@@ -20,7 +20,9 @@ solution; non-ASCII text, whitespace the template trims, a blank line).
  2. Per model, `t2 model sft --steps 3 --batch 3 --lr LR --min-lr LR --warmup 0 --log-every 1` with
     --clip 0 and --clip 0.5 (below every first gradient norm: clipping acts, checked), the first on one
     replica (--workers 1), the second data parallel on one replica per example (--workers 3: their
-    gradients summed, replica 0's weights copied to the others after each step); LR 1e-2, and
+    gradients summed, replica 0's weights copied to the others after each step) and with --prompt-loss
+    (the targets start at the user's turn: right after the system turn, or after <|begin_of_text|>
+    when there is no system prompt); LR 1e-2, and
     1e-3 for init (whose std-0.02 weights 1e-2 steps move by half their size: a trajectory so
     sensitive that float32 rounding in step 1 shows in step 3).  Reference: loss = −Σ log p(target
     tokens + eot) / their number over the 3 examples, torch gradients, Adam (β1 0.9, β2 0.999, ε 1e-8,
@@ -87,6 +89,7 @@ BF16_DIFF_TOL = 2e-4    # (t2 bf16 − t2 f32) against (ref bf16 − ref f32), r
 STEPS, BATCH, LR = 3, 3, 1e-2
 CLIPS = (0.0, 0.5)      # 0: no clipping; 0.5 is below every first gradient norm here (checked)
 WORKERS = {0.0: 1, 0.5: BATCH}   # data-parallel replicas of each run: one, and one per example
+PROMPT_LOSS = {0.0: False, 0.5: True}   # the second run trains on the user's turn too
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 INIT_SEED, INIT_STD = 7, 0.02
 INIT_LR = 1e-3          # lr 1e-2 is half the init's weight scale per step: a chaotic trajectory
@@ -103,6 +106,11 @@ TASKS = [
     {"id": "t-empty", "system": "Count things.\n", "prompt": "How many legs has a spider?", "solution": "",
      "answer": "8"},
 ]
+
+
+def run_name(m, clip):
+    return "%s sft lr %g clip %g workers %d%s" % (m.name, m.lr, clip, WORKERS[clip],
+                                                  " prompt-loss" if PROMPT_LOSS[clip] else "")
 
 
 def target_of(task):
@@ -134,8 +142,9 @@ def read_weights(path):
 # ---------------------------------------------------------------------------------------------
 
 def python_ids(tok_json, system, prompt, target, eot):
-    """The ids of chat prompt + target + eot made here: Llama 3's template (messages trimmed, generation
-    prompt) over make_model's byte-level vocabulary (one token per byte, no merges) and its specials."""
+    """(ids, k0, user): the ids of chat prompt + target + eot made here, Llama 3's template (messages trimmed,
+    generation prompt) over make_model's byte-level vocabulary (one token per byte, no merges) and its
+    specials; k0 the first target id, user the first id of the user's turn (after the system turn)."""
     added = {t["content"]: t["id"] for t in tok_json["added_tokens"]}
     vocab = tok_json["model"]["vocab"]
     byte_id = {b: vocab[c] for b, c in bpe.byte_chars().items()}
@@ -153,10 +162,11 @@ def python_ids(tok_json, system, prompt, target, eot):
     s = "<|begin_of_text|>"
     if system:
         s += "<|start_header_id|>system<|end_header_id|>\n\n" + system.strip() + "<|eot_id|>"
+    user = len(enc(s))      # where the user's turn starts (the first target of --prompt-loss)
     s += "<|start_header_id|>user<|end_header_id|>\n\n" + prompt.strip() + "<|eot_id|>"
     s += "<|start_header_id|>assistant<|end_header_id|>\n\n"
     p = enc(s)
-    return p + enc(target) + [added[eot]], len(p)
+    return p + enc(target) + [added[eot]], len(p), user
 
 
 def reference_sft(cfg, w0, examples, steps, lr, clip):
@@ -273,7 +283,8 @@ class Checker(harness.Checker):
                     f.write("\n")       # blank lines are skipped
 
     def token_ids(self, m):
-        """[(ids, k0)] of the tasks from t2 model chat + tokenize, checked against python_ids."""
+        """[(ids, k0, user)] of the tasks from t2 model chat + tokenize, checked against python_ids (which
+        gives user, the first target of --prompt-loss)."""
         eot_out, _ = self.run_bytes(["model", "tokenize", "--model", m.dir, "--no-special"], b"<|eot_id|>")
         eot = [int(x) for x in eot_out.split()]
         if len(eot) != 1:
@@ -296,13 +307,13 @@ class Checker(harness.Checker):
             a = [int(x) for x in t_out.split()]
             ids, k0 = p + a + eot, len(p)
             want = python_ids(m.tok_json, task.get("system"), task["prompt"], target_of(task), "<|eot_id|>")
-            if (ids, k0) != want:
+            if (ids, k0) != want[:2]:
                 mism.append(task["id"])
-            examples.append((ids, k0))
+            examples.append((ids, k0, want[2]))
         if mism:
             raise Failure("t2's ids differ from the Python rendering for %s" % ", ".join(mism))
-        n = [len(ids) for ids, _ in examples]
-        tgt = [len(ids) - k0 for ids, k0 in examples]
+        n = [len(ids) for ids, _, _ in examples]
+        tgt = [len(ids) - k0 for ids, k0, _ in examples]
         self.res.report("PASS", "%s token ids" % m.name, "3 examples of %s ids, %s target tokens (eot id %d); "
                         "equal to the Python rendering" % (n, tgt, eot[0]))
         m.examples = examples
@@ -346,10 +357,11 @@ class Checker(harness.Checker):
     def sft_check(self, m, clip):
         if m.examples is None:
             raise Failure("no token ids (see above)")
-        what = "%s sft lr %g clip %g workers %d" % (m.name, m.lr, clip, WORKERS[clip])
+        what = run_name(m, clip)
         out = os.path.join(self.workdir, "files", "%s-clip%g" % (m.name, clip))
-        logs, stdout, _ = self.sft(m, out, clip)
-        ref_w, losses, norms, allow = reference_sft(m.cfg, m.w0, m.examples, STEPS, m.lr, clip)
+        logs, stdout, _ = self.sft(m, out, clip, ["--prompt-loss"] if PROMPT_LOSS[clip] else [])
+        examples = [(ids, user if PROMPT_LOSS[clip] else k0) for ids, k0, user in m.examples]
+        ref_w, losses, norms, allow = reference_sft(m.cfg, m.w0, examples, STEPS, m.lr, clip)
         got, dtypes, meta, order = read_weights(os.path.join(out, "model.safetensors"))
         if set(order) != set(m.names):
             raise Failure("tensors %s, want the checkpoint's (difference %s)"
@@ -560,8 +572,7 @@ def main():
         chk.attempt("%s token ids" % m.name, lambda m=m: chk.token_ids(m))
         f32_out = None
         for clip in CLIPS:
-            r = chk.attempt("%s sft lr %g clip %g workers %d" % (m.name, m.lr, clip, WORKERS[clip]),
-                            lambda m=m, clip=clip: chk.sft_check(m, clip))
+            r = chk.attempt(run_name(m, clip), lambda m=m, clip=clip: chk.sft_check(m, clip))
             if clip == 0.0 and r is not None:
                 f32_out = r[0]
         if m.name == "untied":
