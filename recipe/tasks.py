@@ -59,14 +59,22 @@ WORKED = "Let's think step by step.\n"    # how every reference solution of math
 # The pretraining pools are not all written the way the graders want: like the mixed sources a real base model
 # learns from, part of each pool answers in a second style. Math and reasoning solutions give only the final line,
 # without working; code prints its result instead of returning it. Which style a task gets depends on its kind
-# (its template: sources differ by topic): half the kinds of each family lean to the second style
-# (SECOND_STYLE_LEAN of their tasks, chosen by the seed), the other half to the graders' style (the rest). The base
-# model learns both and follows each kind's leaning, so it leaves room to adapt: an expert can learn which style
-# its task rewards (working, then the answer; return, not print) across every kind, as well as get better at the
-# task itself. (With one share for every task the greedy choice is a near tie, decided by noise: one training
-# run of t2-tiny printed in every code answer, 0% on code.) The evaluation splits carry the reference (worked,
-# returning) solution.
+# (its template: sources differ by topic): some kinds of each family lean to the second style (SECOND_STYLE_LEAN
+# of their tasks, chosen by the seed), the others to the graders' style (the rest). In math and reasoning the
+# kinds that lean to answers alone are those that take more than one step (SECOND_STYLE_KINDS), like answer keys
+# for the harder exercises beside worked examples for the easy ones; in the other families every other kind
+# leans. The base model learns both and follows each kind's leaning, so it leaves room to adapt: an expert can
+# learn which style its task rewards (working, then the answer; return, not print) across every kind, as well as
+# get better at the task itself. (With one share for every task the greedy choice is a near tie, decided by
+# noise: one training run of t2-tiny printed in every code answer, 0% on code. With every other kind leaning,
+# the first by-kind t2-tiny answered several one-step math kinds without working and several two-step ones with
+# it, where working hardly mattered: no contrast for its math expert to find.) The evaluation splits carry the
+# reference (worked, returning) solution.
 SECOND_STYLE_LEAN = 0.8
+SECOND_STYLE_KINDS = {
+    "math": ("m_add_sub", "m_change", "m_earn", "m_pack_use", "m_pages", "m_pool_share", "m_three_days", "m_times"),
+    "reasoning": ("r_age", "r_measured", "r_number"),     # compare four values, then find the option's letter
+}
 
 # ---------------- a small world ----------------
 
@@ -120,8 +128,13 @@ def distinct_ints(r, n, lo, hi):
 
 # ---------------- 1. math (GSM8K format) ----------------
 # Each template returns (question, reasoning lines, answer); the answer is an integer in 0..200. The operands
-# are small (mostly single digits): a model of a few million parameters trained for half an hour learns their
-# arithmetic only in part. math-hard keeps to the same small numbers but takes three steps in new forms.
+# are small: a model of a few million parameters trained for half an hour learns a sum or product only when it
+# sees it often (an earlier t2-tiny got products like 3 * 4 right in 9 of 9 questions, with factors 2..5, and
+# sums like 4 + 5 in 1 of 7, with addends 1..9), so addends and subtrahends stay within 1..5 and factors within
+# 2..5 (the t2-tiny made from these: one-step kinds 31 of 40 validation questions right). Each step of a worked
+# answer is one such fact, an answer given at once a composite of two or three; working helps that model only
+# a little (two-step kinds: 18 of 60 right with the working forced, 16 of 60 answered at once). math-hard keeps
+# to the same small numbers but takes three steps in new forms.
 
 def m_pack(r):
     n, m, s, o, c, cs = scene(r)
@@ -133,7 +146,7 @@ def m_pack(r):
 
 def m_add(r):
     n, m, s, o, c, cs = scene(r)
-    a, b = r.randint(1, 9), r.randint(1, 9)
+    a, b = r.randint(1, 5), r.randint(1, 5)
     q = r.choice([f"{n} has {a} {o}. {m} gives {n} {b} more {o}. How many {o} does {n} have now?",
                   f"{n} collects {a} {o} in the morning and {b} {o} in the afternoon. How many {o} does {n} "
                   f"collect in all?"])
@@ -142,8 +155,8 @@ def m_add(r):
 
 def m_sub(r):
     n, m, s, o, c, cs = scene(r)
-    a = r.randint(5, 18)
-    b = r.randint(1, min(a, 9))
+    b = r.randint(1, 5)
+    a = b + r.randint(1, 5)
     q = r.choice([f"{n} has {a} {o} and gives {b} of them to {m}. How many {o} does {n} have left?",
                   f"{n} had {a} {o} but lost {b} of them. How many {o} does {n} have now?",
                   f"There were {a} {o} in a box. {n} took {b} {o} out. How many {o} are still in the box?"])
@@ -171,8 +184,8 @@ def m_price(r):
 
 def m_add_sub(r):
     n, m, s, o, c, cs = scene(r)
-    a, b = r.randint(1, 9), r.randint(1, 9)
-    c = r.randint(1, min(a + b, 9))
+    a, b = r.randint(1, 5), r.randint(1, 5)
+    c = r.randint(1, min(a + b - 1, 5))
     q = f"{n} has {a} {o}. {n} buys {b} more and then gives {c} to {m}. How many {o} does {n} have now?"
     return q, [f"After buying, {n} has {a} + {b} = {a + b} {o}.",
                f"After giving some away, {a + b} - {c} = {a + b - c}."], a + b - c
@@ -181,7 +194,7 @@ def m_add_sub(r):
 def m_pack_use(r):
     n, m, s, o, c, cs = scene(r)
     a, b = r.randint(2, 5), r.randint(2, 5)
-    d = r.randint(1, min(a * b, 9))
+    d = r.randint(1, min(a * b - 1, 5))
     verb = r.choice(["uses", "eats", "gives away", "sells"])
     q = f"{n} buys {a} {cs} of {o} with {b} {o} in each {c}. Then {n} {verb} {d} of them. How many {o} are left?"
     return q, [f"{n} buys {a} * {b} = {a * b} {o}.", f"{a * b} - {d} = {a * b - d} are left."], a * b - d
@@ -190,7 +203,7 @@ def m_pack_use(r):
 def m_change(r):
     n, m, s, o, c, cs = scene(r)
     p, a = r.randint(2, 5), r.randint(2, 4)
-    money = r.randint(a * p, 30)
+    money = a * p + r.randint(1, 5)
     q = f"{n} has {money} dollars and buys {a} {o} that cost {p} dollars each. How many dollars does {n} have left?"
     return q, [f"The {o} cost {a} * {p} = {a * p} dollars.",
                f"{money} - {a * p} = {money - a * p} dollars are left."], money - a * p
@@ -210,7 +223,7 @@ def m_pool_share(r):
 def m_times(r):
     n, m, s, o, c, cs = scene(r)
     k = r.randint(2, 3)
-    a = r.randint(1, 9)
+    a = r.randint(2, 5)
     q = f"{n} has {a} {o}. {m} has {k} times as many {o} as {n}. How many {o} do they have together?"
     return q, [f"{m} has {k} * {a} = {k * a} {o}.", f"Together they have {a} + {k * a} = {a + k * a}."], a + k * a
 
@@ -218,7 +231,7 @@ def m_times(r):
 def m_earn(r):
     n, m, s, o, c, cs = scene(r)
     a, d = r.randint(2, 5), r.randint(2, 5)
-    c = r.randint(1, min(a * d, 9))
+    c = r.randint(1, min(a * d - 1, 5))
     q = f"{n} earns {a} dollars each day for {d} days and then spends {c} dollars. How many dollars does {n} have left?"
     return q, [f"{n} earns {a} * {d} = {a * d} dollars.", f"{a * d} - {c} = {a * d - c} dollars are left."], a * d - c
 
@@ -226,14 +239,14 @@ def m_earn(r):
 def m_pages(r):
     n, m, s, o, c, cs = scene(r)
     a, d = r.randint(2, 5), r.randint(2, 5)
-    t = r.randint(a * d, 40)
+    t = a * d + r.randint(1, 5)
     q = f"A book has {t} pages. {n} reads {a} pages a day for {d} days. How many pages are left to read?"
     return q, [f"{n} reads {a} * {d} = {a * d} pages.", f"{t} - {a * d} = {t - a * d} pages are left."], t - a * d
 
 
 def m_three_days(r):
     n, m, s, o, c, cs = scene(r)
-    a, b, d = r.randint(1, 9), r.randint(1, 9), r.randint(1, 9)
+    a, b, d = r.randint(1, 5), r.randint(1, 5), r.randint(1, 5)
     verb = r.choice(["picks", "finds", "makes", "collects"])
     q = f"{n} {verb} {a} {o} on Monday, {b} on Tuesday and {d} on Wednesday. How many {o} is that in total?"
     return q, [f"Monday and Tuesday give {a} + {b} = {a + b}.", f"Adding Wednesday, {a + b} + {d} = {a + b + d}."], \
@@ -859,7 +872,8 @@ def generate(seed=0, scale=1.0):
             at += reserve
         rs = random.Random(f"{seed}:{family}:style")
         kinds = sorted({t["kind"] for t in pool})
-        lean = {k: SECOND_STYLE_LEAN if i % 2 == 0 else 1 - SECOND_STYLE_LEAN for i, k in enumerate(kinds)}
+        second = SECOND_STYLE_KINDS.get(family, kinds[::2])
+        lean = {k: SECOND_STYLE_LEAN if k in second else 1 - SECOND_STYLE_LEAN for k in kinds}
         sft = [second_style(t) if rs.random() < lean[t["kind"]] else t for t in pool[at:]]
         cls_sft_src[family] = sft
         files[f"{family}.jsonl"] = lines

@@ -198,8 +198,8 @@ class GeneratedTasks(unittest.TestCase):
 
     def test_second_style(self):
         """About half of each pretraining pool answers in the second style, by kind: each kind of task (template)
-        leans clearly to one style, and each family has kinds of both leanings; the evaluation splits carry
-        neither a style nor a kind."""
+        leans clearly to one style, and each family has kinds of both leanings (in math: those that take two steps
+        or more lean to the answer alone); the evaluation splits carry neither a style nor a kind."""
         for fam in EVAL[:-1]:
             self.assertFalse([t["id"] for t in self.files[fam] if "style" in t or "kind" in t], fam)
             sft = self.files["sft-" + fam]
@@ -215,6 +215,10 @@ class GeneratedTasks(unittest.TestCase):
                     self.assertFalse(0.4 < share < 0.6, f"sft-{fam} kind {kind!r}: second style {share:.2f}")
                     leaning.add(share > 0.5)
             self.assertEqual(leaning, {True, False}, f"sft-{fam}: kinds of one leaning only")
+            if fam == "math":   # the kinds that lean to answers alone are those whose working takes two steps or more
+                steps = {t["kind"]: t["solution"].count("\n") - 1 for t in sft if t.get("style") != "second"}
+                for kind, styles in by_kind.items():
+                    self.assertEqual(sum(styles) / len(styles) > 0.5, steps[kind] > 1, f"math kind {kind!r}")
             for t in sft:
                 self.assertIn(t.get("style"), (None, "second"), t["id"])
                 if t.get("style") == "second":
