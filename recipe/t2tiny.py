@@ -185,14 +185,16 @@ def model_card(out, a, work, base_val, experts):
         "- layers %d, hidden %d, MLP %d, heads %d (KV %d, head dim %d), tied embeddings, rope theta %g" % (
             cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"],
             cfg["num_key_value_heads"], cfg["head_dim"], cfg["rope_theta"]),
-        "- pretraining: `t2 model sft` on the recipe's pretraining pools, %g minutes on 2 cores at most, batch %d,"
-        " lr %g with warm-up and cosine decay" % (a.sft_minutes, a.sft_batch, a.sft_lr),
+        "- pretraining: `t2 model sft --prompt-loss` on the recipe's pretraining pools (the questions are trained on"
+        " too, not only the answers), %g minutes on 2 cores at most, batch %d, lr %g with warm-up and cosine"
+        " decay" % (a.sft_minutes, a.sft_batch, a.sft_lr),
         "  - last log line: `%s`" % last_step[0],
         "  - `%s`" % saved[0],
         "- pretraining data: recipe/tasks.py's pools, about half of each written in a second style (math and"
-        " reasoning: the final line alone, no working; code: print instead of return), by kind of task: half the"
-        " kinds lean to it, half to the graders' style, so the base model learns both and leaves the experts room"
-        " to adapt (see SECOND_STYLE_LEAN there)",
+        " reasoning: the final line alone, no working; code: print instead of return), by kind of task: in math"
+        " and reasoning the kinds that take more than one step lean to it, in the other families every other"
+        " kind; the rest lean to the graders' style, so the base model learns both and leaves the experts room"
+        " to adapt (see SECOND_STYLE_KINDS there)",
         "- experts: %s" % ", ".join(f"{k} ({v['seconds']:.0f} s, {v['steps']} steps, best validation accuracy "
                                     f"{v['val']:.2f})" for k, v in experts.items()),
         "",
@@ -234,7 +236,7 @@ def build(a):
         log(f"== sft: every weight, next-token loss, at most {a.sft_minutes} minutes")
         run_logged(os.path.join(work, "sft.log"), [T2, "model", "sft", "--model", init, "--data", sft_files, "--out", base, "--steps", str(a.sft_steps),
              "--batch", str(a.sft_batch), "--lr", str(a.sft_lr), "--max-len", "384", "--seed", str(a.seed),
-             "--log-every", "50", "--time-limit", str(int(a.sft_minutes * 60)), "--dtype", "f32"])
+             "--log-every", "50", "--time-limit", str(int(a.sft_minutes * 60)), "--dtype", "f32", "--prompt-loss"])
     log(f"base model ready after {time.time() - t0:.0f} s")
 
     d = Daemon(work, base, data, "build-t2d")
