@@ -142,7 +142,7 @@ static t2_status add_examples(sft_set *set, const char *spec, const char *split,
         }
         size_t k0 = np;
         if (prompt_loss && (s = user_turn_start(tmpl, tok, t, p, np, &k0))) {
-            s = t2_set_error(s, "%s: task %s: %s", spec, t->id, t2_last_error());
+            s = t2_wrap_error(s, "%s: task %s: ", spec, t->id);
             free(p);
             free(a);
             break;
