@@ -45,8 +45,9 @@ solution; non-ASCII text, whitespace the template trims, a blank line).
     (o_proj and down_proj 0.02/√(2·layers)), norms 1; on a folder that already has model.safetensors
     it must refuse (exit 1) and leave the file untouched.
  5. Refusals: missing --data, --batch 0, --dtype f16 (exit 2, the message naming the option); a data
-    file whose line 2 has no prompt (exit 1, the message naming the file and line 2); none of them
-    may create the --out folder.
+    file whose line 2 has no prompt (exit 1, the message naming the file and line 2); --prompt-loss
+    under the llama2 template, which has no system turn of its own (exit 1, naming the task and the
+    option); none of them may create the --out folder.
 
 One line per check, then the worst errors and `P passed, F failed`.  Exit 0 iff nothing failed; exit 77
 (meson's skip code) when torch is not available.
@@ -540,6 +541,9 @@ class Checker(harness.Checker):
              ["--dtype"]),
             ("a line without prompt", ["model", "sft", "--model", m.dir, "--data", bad] + common, 1,
              ["bad.jsonl", "prompt"]),
+            # Llama 2 folds the system prompt into the first user turn: no system turn to start the targets after
+            ("--prompt-loss under llama2", ["model", "sft", "--model", m.dir, "--data", self.data, "--prompt-loss",
+                                            "--template", "llama2"] + common, 1, ["task t-sol", "--prompt-loss"]),
         ]
         for label, args, want_rc, needles in cases:
             what = "sft refuses %s" % label
