@@ -427,7 +427,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vocab", type=int, default=1024)
     ap.add_argument("--sft-minutes", type=float, default=30)
-    ap.add_argument("--sft-steps", type=int, default=5000)
+    ap.add_argument("--sft-steps", type=int, default=10000)
     ap.add_argument("--sft-batch", type=int, default=16)
     ap.add_argument("--sft-lr", type=float, default=2e-3)
     ap.add_argument("--expert-minutes", type=float, default=4)
