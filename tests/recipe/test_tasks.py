@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Checks of recipe/tasks.py, the synthetic task generator: determinism, splits, ids, formats and answers.
 
-Run: python3 tests/recipe/test_tasks.py (stdlib unittest; the generator is run as its CLI would be)."""
+Run: python3 tests/recipe/test_tasks.py (stdlib unittest; the generator is run as its CLI would be). The check
+that the graders accept the reference solutions runs the client found at $T2_BIN, else build/clients/t2 under
+the repository root; without it that check is skipped."""
 import collections
 import contextlib
 import importlib.util
@@ -16,6 +18,7 @@ import unittest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(ROOT, "recipe", "tasks.py")
+T2 = os.environ.get("T2_BIN") or os.path.join(ROOT, "build", "clients", "t2")
 
 EVAL = ["math", "code", "reasoning", "math-hard", "code-hard", "reasoning-hard", "cls"]
 SIZES = {"math": {"train": 400, "validation": 100, "test": 200}, "code": {"train": 400, "validation": 100, "test": 200},
@@ -170,6 +173,27 @@ class GeneratedTasks(unittest.TestCase):
                 words = [c.lower().split() for c in ex["choices"]]   # the grader reads the text unambiguously
                 for w in words:
                     self.assertEqual([v for v in words if v[:len(w)] == w], [w], t["id"])
+
+    @unittest.skipUnless(os.access(T2, os.X_OK), f"{T2} not built")
+    def test_graders_accept_references(self):
+        """`t2 grade` (the grader plugins the daemon uses) marks every reference solution right, in both styles
+        of the pools: the worked multiple-choice answers name the choice by its text, the others give a letter.
+        (Code solutions run against their tests in test_code_solutions_pass_tests.)"""
+        for name in ("math", "sft-math", "math-hard", "reasoning", "sft-reasoning", "reasoning-hard",
+                     "sft-reasoning-hard", "cls"):
+            tasks_path = os.path.join(self.tmp.name, f"grade-{name}.jsonl")
+            outputs = os.path.join(self.tmp.name, f"grade-{name}.out")
+            with open(tasks_path, "w") as f:
+                f.writelines(json.dumps(t) + "\n" for t in self.files[name])
+            with open(outputs, "w") as f:
+                f.writelines(json.dumps({"id": t["id"], "output": t["solution"]}) + "\n" for t in self.files[name])
+            r = subprocess.run([T2, "grade", "--task", tasks_path, "--outputs", outputs, "--json"],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, f"{name}: {r.stderr}")
+            verdicts = json.loads(r.stdout)["verdicts"]
+            self.assertEqual(len(verdicts), len(self.files[name]), name)
+            wrong = [(v["id"], v["detail"]) for v in verdicts if not v["correct"]]
+            self.assertEqual(wrong, [], name)
 
     def test_code_solutions_pass_tests(self):
         for name in ("code", "sft-code", "code-hard", "sft-code-hard"):
