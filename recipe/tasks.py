@@ -57,10 +57,11 @@ LETTERS = ("A", "B", "C", "D")
 WORKED = "Let's think step by step.\n"    # how every reference solution of math and reasoning families opens
 
 # The pretraining pools are not all written the way the graders want: like the mixed sources a real base model
-# learns from, part of each pool answers in a second style. Math and reasoning solutions give only the final line,
-# without working; code prints its result instead of returning it. Which style a task gets depends on its kind
-# (its template: sources differ by topic): some kinds of each family lean to the second style (SECOND_STYLE_LEAN
-# of their tasks, chosen by the seed), the others to the graders' style (the rest). In math and reasoning the
+# learns from, part of each pool answers in a second style. Math solutions give only the final line and reasoning
+# ones only the letter ("So the answer is (C)."), without working; code prints its result instead of returning it.
+# Which style a task gets depends on its kind (its template: sources differ by topic): some kinds of each family
+# lean to the second style (SECOND_STYLE_LEAN of their tasks, chosen by the seed), the others to the graders'
+# style (the rest). In math and reasoning the
 # kinds that lean to answers alone are those that take more than one step (SECOND_STYLE_KINDS), like answer keys
 # for the harder exercises beside worked examples for the easy ones; in the other families every other kind
 # leans. The base model learns both and follows each kind's leaning, so it leaves room to adapt: an expert can
@@ -73,7 +74,7 @@ WORKED = "Let's think step by step.\n"    # how every reference solution of math
 SECOND_STYLE_LEAN = 0.8
 SECOND_STYLE_KINDS = {
     "math": ("m_add_sub", "m_change", "m_earn", "m_pack_use", "m_pages", "m_pool_share", "m_three_days", "m_times"),
-    "reasoning": ("r_age", "r_measured", "r_number"),     # compare four values, then find the option's letter
+    "reasoning": ("r_age", "r_measured", "r_number"),     # compare four values
 }
 
 # ---------------- a small world ----------------
