@@ -147,10 +147,13 @@ def import_experts(d, model):
 
 def expert_settings(a, minutes, extra=None):
     """The reinforce trainer's settings for a budget of minutes: the paper's, but a larger learning rate (at
-    the paper's 2e-3, 100 steps moved t2-tiny's math validation accuracy by one point: z barely moves)."""
+    the paper's 2e-3, 100 steps moved t2-tiny's math validation accuracy by one point: z barely moves). The best
+    expert by validation is kept, so each look at the validation split is a chance to keep noise: with a look
+    every 5 steps on 100 questions, experts 3 points better than the base on validation were 3 and 1 points
+    worse on test. A look every 20 steps on 200 questions costs less and keeps that bias small."""
     s = {"steps": max(4, int(minutes * a.steps_per_minute)), "batch": a.expert_batch, "lr": a.expert_lr, "clip": 1e-3,
          "kl_coef": 0.0, "max_mult": 2, "normalize": True, "temperature": 1.0, "max_tokens": 256,
-         "eval_every": 5, "val_size": 100, "seed": 0}
+         "eval_every": 20, "val_size": 200, "seed": 0}
     s.update(extra or {})
     return s
 
@@ -192,9 +195,9 @@ def model_card(out, a, work, base_val, experts):
         "  - `%s`" % saved[0],
         "- pretraining data: recipe/tasks.py's pools, about half of each written in a second style (math and"
         " reasoning: the final line alone, no working; code: print instead of return), by kind of task: in math"
-        " and reasoning the kinds that take more than one step lean to it, in the other families every other"
-        " kind; the rest lean to the graders' style, so the base model learns both and leaves the experts room"
-        " to adapt (see SECOND_STYLE_KINDS there)",
+        " five of the eight two-step kinds lean to it, in reasoning the comparisons and the days (not the"
+        " months), in the other families every other kind; the rest lean to the graders' style, so the base"
+        " model learns both and leaves the experts room to adapt (see SECOND_STYLE_KINDS there)",
         "- experts: %s" % ", ".join(f"{k} ({v['seconds']:.0f} s, {v['steps']} steps, best validation accuracy "
                                     f"{v['val']:.2f})" for k, v in experts.items()),
         "",

@@ -61,20 +61,27 @@ WORKED = "Let's think step by step.\n"    # how every reference solution of math
 # ones only the letter ("So the answer is (C)."), without working; code prints its result instead of returning it.
 # Which style a task gets depends on its kind (its template: sources differ by topic): some kinds of each family
 # lean to the second style (SECOND_STYLE_LEAN of their tasks, chosen by the seed), the others to the graders'
-# style (the rest). In math and reasoning the
-# kinds that lean to answers alone are those that take more than one step (SECOND_STYLE_KINDS), like answer keys
-# for the harder exercises beside worked examples for the easy ones; in the other families every other kind
-# leans. The base model learns both and follows each kind's leaning, so it leaves room to adapt: an expert can
-# learn which style its task rewards (working, then the answer; return, not print) across every kind, as well as
-# get better at the task itself. (With one share for every task the greedy choice is a near tie, decided by
-# noise: one training run of t2-tiny printed in every code answer, 0% on code. With every other kind leaning,
-# the first by-kind t2-tiny answered several one-step math kinds without working and several two-step ones with
-# it, where working hardly mattered: no contrast for its math expert to find.) The evaluation splits carry the
-# reference (worked, returning) solution.
+# style (the rest). The base model learns both and follows each kind's leaning, so it leaves room to adapt: an
+# expert can learn which style its task rewards (working, then the answer; return, not print) across every kind,
+# as well as get better at the task itself. That needs kinds where the other style really pays:
+# - math: five of the eight two-step kinds lean to the answer alone, each beside a worked-leaning kind whose
+#   working starts the same way (a product first: m_change, m_pages and m_times beside m_pack_use and m_earn; a
+#   sum first: m_three_days and m_pool_share beside m_add_sub); one-step kinds lean to working.
+# - reasoning: days lean to the letter alone, months (the same question and working) to working; the three
+#   comparison kinds (pick the largest of four) to the letter alone.
+# - code: every other kind.
+# Measured on the t2-tiny of b570c96, whose math and reasoning leaned by step count (every two-step math kind and
+# the comparison kinds to the answer alone), with 100 validation questions: a two-step kind seen mostly without
+# working was no better worked out than answered at once (m_change 1/12 worked, 5/12 at once): the model had
+# not learned its working; the comparison kinds were at chance either way; the only contrast was where working
+# was the common style already (r_calendar 9/14 worked, 3/14 at once), so no expert could gain by working more.
+# (With one share for every task the greedy choice is a near tie, decided by noise: one training run of t2-tiny
+# printed in every code answer, 0% on code.) The evaluation splits carry the reference (worked, returning)
+# solution.
 SECOND_STYLE_LEAN = 0.8
 SECOND_STYLE_KINDS = {
-    "math": ("m_add_sub", "m_change", "m_earn", "m_pack_use", "m_pages", "m_pool_share", "m_three_days", "m_times"),
-    "reasoning": ("r_age", "r_measured", "r_number"),     # compare four values
+    "math": ("m_change", "m_pages", "m_pool_share", "m_three_days", "m_times"),
+    "reasoning": ("r_age", "r_day", "r_measured", "r_number"),
 }
 
 # ---------------- a small world ----------------
@@ -645,8 +652,7 @@ def r_sequence(r):
                        f"{seq[-1]} + {step} = {nxt}")
 
 
-def r_calendar(r):
-    seq, what = (DAYS, "day") if r.random() < 0.5 else (MONTHS, "month")
+def calendar_task(r, seq, what):
     i = r.randrange(len(seq))
     after = r.random() < 0.5
     ans = seq[(i + 1) % len(seq)] if after else seq[i - 1]
@@ -654,6 +660,14 @@ def r_calendar(r):
     wrong = r.sample([x for x in seq if x not in (ans, seq[i])], 3)
     return choice_task(r, f"Which {what} comes right {rel} {seq[i]}?", ans, wrong,
                        f"The {what} right {rel} {seq[i]} is {ans}")
+
+
+def r_day(r):
+    return calendar_task(r, DAYS, "day")
+
+
+def r_month(r):
+    return calendar_task(r, MONTHS, "month")
 
 
 def r_age(r):
@@ -667,7 +681,7 @@ def r_age(r):
                        f"{people[k]} is {ages[k]}, {'older' if old else 'younger'} than everyone else")
 
 
-REASONING_TEMPLATES = [r_number, r_measured, r_category, r_sequence, r_calendar, r_age]
+REASONING_TEMPLATES = [r_number, r_measured, r_category, r_sequence, r_day, r_month, r_age]
 
 
 def with_kind(tpl, r):
@@ -770,9 +784,9 @@ def gen_reasoning_hard(r):
 
 # name: (generator, eval split sizes, SFT pool size)
 FAMILIES = {
-    "math": (gen_math, {"train": 400, "validation": 100, "test": 200}, 6000),
-    "code": (gen_code, {"train": 400, "validation": 100, "test": 200}, 2500),
-    "reasoning": (gen_reasoning, {"train": 400, "validation": 100, "test": 200}, 4000),
+    "math": (gen_math, {"train": 400, "validation": 200, "test": 200}, 6000),
+    "code": (gen_code, {"train": 400, "validation": 200, "test": 200}, 2500),
+    "reasoning": (gen_reasoning, {"train": 400, "validation": 200, "test": 200}, 4000),
     "math-hard": (gen_math_hard, {"validation": 50, "test": 200}, 600),
     "code-hard": (gen_code_hard, {"validation": 50, "test": 200}, 600),
     "reasoning-hard": (gen_reasoning_hard, {"validation": 50, "test": 200}, 600),

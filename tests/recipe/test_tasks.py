@@ -21,8 +21,8 @@ SCRIPT = os.path.join(ROOT, "recipe", "tasks.py")
 T2 = os.environ.get("T2_BIN") or os.path.join(ROOT, "build", "clients", "t2")
 
 EVAL = ["math", "code", "reasoning", "math-hard", "code-hard", "reasoning-hard", "cls"]
-SIZES = {"math": {"train": 400, "validation": 100, "test": 200}, "code": {"train": 400, "validation": 100, "test": 200},
-         "reasoning": {"train": 400, "validation": 100, "test": 200}, "math-hard": {"validation": 50, "test": 200},
+SIZES = {"math": {"train": 400, "validation": 200, "test": 200}, "code": {"train": 400, "validation": 200, "test": 200},
+         "reasoning": {"train": 400, "validation": 200, "test": 200}, "math-hard": {"validation": 50, "test": 200},
          "code-hard": {"validation": 50, "test": 200}, "reasoning-hard": {"validation": 50, "test": 200},
          "cls": {"train": 400, "validation": 100, "test": 200}}
 SFT_SIZES = {"math": 6000, "code": 2500, "reasoning": 4000, "math-hard": 600, "code-hard": 600,
@@ -227,8 +227,8 @@ class GeneratedTasks(unittest.TestCase):
 
     def test_second_style(self):
         """About half of each pretraining pool answers in the second style, by kind: each kind of task (template)
-        leans clearly to one style, and each family has kinds of both leanings (in math: those that take two steps
-        or more lean to the answer alone); the evaluation splits carry neither a style nor a kind."""
+        leans clearly to one style, and each family has kinds of both leanings (in math: the one-step kinds lean to
+        working and the two-step kinds both ways); the evaluation splits carry neither a style nor a kind."""
         for fam in EVAL[:-1]:
             self.assertFalse([t["id"] for t in self.files[fam] if "style" in t or "kind" in t], fam)
             sft = self.files["sft-" + fam]
@@ -244,10 +244,18 @@ class GeneratedTasks(unittest.TestCase):
                     self.assertFalse(0.4 < share < 0.6, f"sft-{fam} kind {kind!r}: second style {share:.2f}")
                     leaning.add(share > 0.5)
             self.assertEqual(leaning, {True, False}, f"sft-{fam}: kinds of one leaning only")
-            if fam == "math":   # the kinds that lean to answers alone are those whose working takes two steps or more
-                steps = {t["kind"]: t["solution"].count("\n") - 1 for t in sft if t.get("style") != "second"}
-                for kind, styles in by_kind.items():
-                    self.assertEqual(sum(styles) / len(styles) > 0.5, steps[kind] > 1, f"math kind {kind!r}")
+            if fam == "math":   # one-step kinds lean to working; two-step kinds of both leanings, each answer-leaning
+                # two-step kind beside a worked-leaning two-step kind whose working starts with the same operation
+                steps = {t["kind"]: t["solution"].split("\n")[1:-1] for t in sft if t.get("style") != "second"}
+                ops = {k: tuple(next(o for o in "+-*/" if f" {o} " in line) for line in v) for k, v in steps.items()}
+                lean = {kind: sum(styles) / len(styles) > 0.5 for kind, styles in by_kind.items()}
+                for kind in by_kind:
+                    if len(ops[kind]) == 1:
+                        self.assertFalse(lean[kind], f"math kind {kind!r} takes one step")
+                    elif lean[kind]:
+                        self.assertTrue([k for k in by_kind if not lean[k] and ops[k][:1] == ops[kind][:1]
+                                         and len(ops[k]) > 1], f"math kind {kind!r}: no worked-leaning sibling")
+                self.assertEqual({lean[k] for k in by_kind if len(ops[k]) > 1}, {True, False})
             for t in sft:
                 self.assertIn(t.get("style"), (None, "second"), t["id"])
                 if t.get("style") == "second":
