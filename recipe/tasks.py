@@ -68,7 +68,12 @@ WORKED = "Let's think step by step.\n"    # how every reference solution of math
 #   working starts the same way (a product first: m_change, m_pages and m_times beside m_pack_use and m_earn; a
 #   sum first: m_three_days and m_pool_share beside m_add_sub); one-step kinds lean to working.
 # - reasoning: days lean to the letter alone, months (the same question and working) to working; the three
-#   comparison kinds (pick the largest of four) to the letter alone.
+#   comparison kinds (pick the largest of four) to the letter alone. No contrast came of it (t2-tiny of 8375c70,
+#   200 validation questions): days 4/23 worked out and 4/23 answered at once, months 8/28 worked; the working
+#   named the wrong day ("The day right after Sunday is Sunday" for a question about Saturday). Nor did a
+#   story form of the calendar question (another kind, same working) leaning to the letter beside the plain
+#   question leaning to working (a trial build): plain 14/24 worked against 4/24 at once, the story 8/22 both
+#   ways. What the model learns to work out for one kind of reasoning question it does not use for another.
 # - code: every other kind.
 # Measured on the t2-tiny of b570c96, whose math and reasoning leaned by step count (every two-step math kind and
 # the comparison kinds to the answer alone), with 100 validation questions: a two-step kind seen mostly without
