@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """t2-tiny, the embedded default model: its recipe, the paper's tables at small scale, and the main job.
 
-  t2tiny.py build      [--work DIR] [--sft-minutes M] [--expert-minutes M] [--seed S]
+  t2tiny.py build      [--work DIR] [--sft-steps N] [--sft-minutes M] [--expert-minutes M] [--seed S]
       the recipe: generate the task families (recipe/tasks.py), train a byte-level BPE tokenizer on the
       pretraining pool (recipe/tokenizer.py), initialise a Llama-architecture model (recipe/config.json,
       `t2 model init`), train every weight by next-token loss (`t2 model sft`), then start t2d on it and
@@ -189,15 +189,15 @@ def model_card(out, a, work, base_val, experts):
             cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"],
             cfg["num_key_value_heads"], cfg["head_dim"], cfg["rope_theta"]),
         "- pretraining: `t2 model sft --prompt-loss` on the recipe's pretraining pools (the questions are trained on"
-        " too, not only the answers), %g minutes on 2 cores at most, batch %d, lr %g with warm-up and cosine"
-        " decay" % (a.sft_minutes, a.sft_batch, a.sft_lr),
+        " too, not only the answers), %d steps of batch %d (%g minutes on 2 cores at most), lr %g with warm-up and"
+        " cosine decay" % (a.sft_steps, a.sft_batch, a.sft_minutes, a.sft_lr),
         "  - last log line: `%s`" % last_step[0],
         "  - `%s`" % saved[0],
         "- pretraining data: recipe/tasks.py's pools, about half of each written in a second style (math and"
         " reasoning: the final line alone, no working; code: print instead of return), by kind of task: in math"
-        " five of the eight two-step kinds lean to it, in reasoning the comparisons and the days (not the"
-        " months), in the other families every other kind; the rest lean to the graders' style, so the base"
-        " model learns both and leaves the experts room to adapt (see SECOND_STYLE_KINDS there)",
+        " five of the eight two-step kinds lean to it, in reasoning the comparisons of named values (kg,"
+        " meters, ages) and the days, in the other families every other kind; the rest lean to the graders'"
+        " style, so the base model learns both and leaves the experts room to adapt (see SECOND_STYLE_KINDS there)",
         "- experts: %s" % ", ".join(f"{k} ({v['seconds']:.0f} s, {v['steps']} steps, best validation accuracy "
                                     f"{v['val']:.2f})" for k, v in experts.items()),
         "",
@@ -236,7 +236,7 @@ def build(a):
         with open(os.path.join(init, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)
         run([T2, "model", "init", "--model", init, "--seed", str(a.seed)])
-        log(f"== sft: every weight, next-token loss, at most {a.sft_minutes} minutes")
+        log(f"== sft: every weight, next-token loss, {a.sft_steps} steps, at most {a.sft_minutes} minutes")
         run_logged(os.path.join(work, "sft.log"), [T2, "model", "sft", "--model", init, "--data", sft_files, "--out", base, "--steps", str(a.sft_steps),
              "--batch", str(a.sft_batch), "--lr", str(a.sft_lr), "--max-len", "384", "--seed", str(a.seed),
              "--log-every", "50", "--time-limit", str(int(a.sft_minutes * 60)), "--dtype", "f32", "--prompt-loss"])
@@ -429,8 +429,9 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "t2-tiny"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vocab", type=int, default=1024)
-    ap.add_argument("--sft-minutes", type=float, default=30)
-    ap.add_argument("--sft-steps", type=int, default=10000)
+    ap.add_argument("--sft-minutes", type=float, default=40,
+                    help="a cap on pretraining time: the step count decides unless the machine is too slow for it")
+    ap.add_argument("--sft-steps", type=int, default=7400)
     ap.add_argument("--sft-batch", type=int, default=16)
     ap.add_argument("--sft-lr", type=float, default=2e-3)
     ap.add_argument("--expert-minutes", type=float, default=4)

@@ -67,13 +67,24 @@ WORKED = "Let's think step by step.\n"    # how every reference solution of math
 # - math: five of the eight two-step kinds lean to the answer alone, each beside a worked-leaning kind whose
 #   working starts the same way (a product first: m_change, m_pages and m_times beside m_pack_use and m_earn; a
 #   sum first: m_three_days and m_pool_share beside m_add_sub); one-step kinds lean to working.
-# - reasoning: days lean to the letter alone, months (the same question and working) to working; the three
-#   comparison kinds (pick the largest of four) to the letter alone. No contrast came of it (t2-tiny of 8375c70,
-#   200 validation questions): days 4/23 worked out and 4/23 answered at once, months 8/28 worked; the working
-#   named the wrong day ("The day right after Sunday is Sunday" for a question about Saturday). Nor did a
-#   story form of the calendar question (another kind, same working) leaning to the letter beside the plain
-#   question leaning to working (a trial build): plain 14/24 worked against 4/24 at once, the story 8/22 both
-#   ways. What the model learns to work out for one kind of reasoning question it does not use for another.
+# - reasoning: the comparisons are built of steps other kinds teach, as math's kinds share their arithmetic.
+#   r_number (pick the largest or smallest of four numbers 1..9) leans to working: one comparison of two
+#   numbers at a time (compare_chain). r_lookup (which thing weighs 7 kg, is 7 years old) leans to working:
+#   it names the thing by its fact. r_measured and r_age (the largest or smallest of four named values) take
+#   both steps and lean to the letter alone; so do days. Months, sequences and categories lean to working.
+#   Before, each kind had its own one-line working over values up to 999 and the model learned none of them
+#   (t2-tiny of 8375c70, 200 validation questions): the comparison kinds at chance both ways, days 4/23
+#   worked out and 4/23 at once, months 8/28 worked; its working copied the wrong values ("Of 510, 399, 131 and
+#   310" for 550, 399, 111, 941). With the comparison chain alone (a trial build), r_number was right 19/20
+#   worked out, and r_measured and r_age worked out the chain right but named the wrong thing ("The bear
+#   weighs 7 kg" for the goat): 9/40 worked, 11/40 at once; its reasoning expert kept 47.5% -> 53% on
+#   validation, its math expert only 73% -> 75%. With r_lookup added (t2-tiny of this recipe, 200 validation
+#   questions) the naming step is still not learned, even on its own: r_lookup 3/30 worked out (10/30 at
+#   once), r_measured 5/35 and r_age 0/20 worked out; r_number 23/23, months 16/16. The model copies what
+#   follows a value (the next number of the chain) but not the name written before it, so no reasoning expert
+#   gains yet (38.5% both). A story form of the calendar question leaning to the letter beside the plain
+#   question leaning to working (another trial) gave no contrast either: plain 14/24 worked against 4/24 at
+#   once, the story 8/22 both ways.
 # - code: every other kind.
 # Measured on the t2-tiny of b570c96, whose math and reasoning leaned by step count (every two-step math kind and
 # the comparison kinds to the answer alone), with 100 validation questions: a two-step kind seen mostly without
@@ -83,10 +94,12 @@ WORKED = "Let's think step by step.\n"    # how every reference solution of math
 # (With one share for every task the greedy choice is a near tie, decided by noise: one training run of t2-tiny
 # printed in every code answer, 0% on code.) The evaluation splits carry the reference (worked, returning)
 # solution.
-SECOND_STYLE_LEAN = 0.8
+# A quarter of an answer-leaning kind's tasks are worked out, to learn its working from: at 0.8 the model of the
+# comparison chain's trial worked m_pages out right 4/12 (the model of 8375c70 18/18, from the same math pool).
+SECOND_STYLE_LEAN = 0.75
 SECOND_STYLE_KINDS = {
     "math": ("m_change", "m_pages", "m_pool_share", "m_three_days", "m_times"),
-    "reasoning": ("r_age", "r_day", "r_measured", "r_number"),
+    "reasoning": ("r_age", "r_day", "r_measured"),
 }
 
 # ---------------- a small world ----------------
@@ -606,31 +619,69 @@ def listing(xs):
     return ", ".join(xs[:-1]) + " and " + xs[-1]
 
 
+def compare_chain(vals, big):
+    """Working that finds the largest (or smallest) of vals one comparison at a time, in the order the question
+    gives them: each step is one small fact ("Of 3 and 7, 7 is larger."), the same in every kind that compares."""
+    word = "larger" if big else "smaller"
+    best, lines = vals[0], []
+    for v in vals[1:]:
+        won = max(best, v) if big else min(best, v)
+        lines.append(f"Of {best} and {v}, {won} is {word}.")
+        best = won
+    return lines, best
+
+
 def r_number(r):
-    nums = distinct_ints(r, 4, 1, 999 if r.random() < 0.5 else 99)
+    nums = distinct_ints(r, 4, 1, 9)
     big = r.random() < 0.5
-    best = max(nums) if big else min(nums)
     word = "largest" if big else "smallest"
-    stem = r.choice([f"Which number is the {word}?", f"Which of these numbers is the {word}?"])
+    lines, best = compare_chain(nums, big)
+    stem = r.choice([f"Which of {listing(nums)} is the {word}?", f"Which number is the {word}: {listing(nums)}?"])
     return choice_task(r, stem, str(best), [str(x) for x in nums if x != best],
-                       f"Of {listing(nums)}, the {word} is {best}")
+                       "\n".join(lines + [f"The {word} is {best}"]))
+
+
+# Named values: four things with a value 2..9 each, a sentence a thing: (things, a fact's subject and its
+# predicate, who is asked about, the largest, the smallest).
+NAMED = {"weight": (WEIGHED, "The {}", "weighs {} kg", "Which animal", "heaviest", "lightest"),
+         "length": (ROPES, "The {}", "is {} meters long", "Which item", "longest", "shortest"),
+         "age": (NAMES, "{}", "is {} years old", "Who", "oldest", "youngest")}
+
+
+def named_values(r, what):
+    """(things, values, each thing's value as a predicate, each fact, who is asked about, (largest, smallest))"""
+    things, subject, predicate, who, big, small = NAMED[what]
+    items, vals = r.sample(things, 4), distinct_ints(r, 4, 2, 9)
+    preds = [predicate.format(v) for v in vals]
+    facts = [f"{subject.format(i)} {p}" for i, p in zip(items, preds)]
+    return items, vals, preds, facts, who, (big, small)
+
+
+def named_compare(r, what):
+    """The largest or smallest of four named values, worked out as r_number does, then named by its fact."""
+    items, vals, _, facts, who, words = named_values(r, what)
+    big = r.random() < 0.5
+    lines, best = compare_chain(vals, big)
+    k = vals.index(best)
+    return choice_task(r, f"{'. '.join(facts)}. {who} is the {words[0] if big else words[1]}?", items[k],
+                       [x for x in items if x != items[k]], "\n".join(lines + [facts[k]]))
 
 
 def r_measured(r):
-    if r.random() < 0.5:
-        items, unit, verb, adj = r.sample(WEIGHED, 4), "kg", "weighs", ("heaviest", "lightest")
-        kind = "animal"
-    else:
-        items, unit, verb, adj = r.sample(ROPES, 4), "meters", "is", ("longest", "shortest")
-        kind = "item"
-    vals = distinct_ints(r, 4, 2, 90)
-    facts = " ".join(f"The {i} {verb} {v} {unit}{' long' if verb == 'is' else ''}." for i, v in zip(items, vals))
-    big = r.random() < 0.5
-    k = vals.index(max(vals) if big else min(vals))
-    word = adj[0] if big else adj[1]
-    return choice_task(r, f"{facts} Which {kind} is the {word}?", items[k], [x for x in items if x != items[k]],
-                       f"The {items[k]} {verb} {vals[k]} {unit}{' long' if verb == 'is' else ''}, which is "
-                       f"{'more' if big else 'less'} than the others")
+    return named_compare(r, r.choice(["weight", "length"]))
+
+
+def r_age(r):
+    return named_compare(r, "age")
+
+
+def r_lookup(r):
+    """Which thing has a given value: the last step of named_compare, alone."""
+    what = r.choice(list(NAMED))
+    items, _, preds, facts, who, _ = named_values(r, what)
+    k = r.randrange(4)
+    return choice_task(r, f"{'. '.join(facts)}. {who} {preds[k]}?", items[k], [x for x in items if x != items[k]],
+                       facts[k])
 
 
 def r_category(r):
@@ -648,14 +699,14 @@ def r_category(r):
 
 
 def r_sequence(r):
-    start, step, n = r.randint(0, 30), r.randint(1, 7), r.randint(4, 5)
+    start, step, n = r.randint(0, 40), r.randint(1, 5), r.randint(4, 5)
     seq = [start + i * step for i in range(n)]
     nxt = start + n * step
     wrong = [nxt + step, nxt - 1, nxt + 1, nxt - step + 1 if step > 2 else nxt + 2]
     wrong = list(dict.fromkeys(w for w in wrong if w != nxt and w >= 0))[:3]
     return choice_task(r, f"What number comes next in the sequence {', '.join(map(str, seq))}, ...?", str(nxt),
-                       [str(w) for w in wrong], f"Each number is {step} more than the one before, and "
-                       f"{seq[-1]} + {step} = {nxt}")
+                       [str(w) for w in wrong], f"{seq[1]} - {seq[0]} = {step}, so each number is {step} more "
+                       f"than the one before.\n{seq[-1]} + {step} = {nxt}")
 
 
 def calendar_task(r, seq, what):
@@ -676,18 +727,7 @@ def r_month(r):
     return calendar_task(r, MONTHS, "month")
 
 
-def r_age(r):
-    people = r.sample(NAMES, 4)
-    ages = distinct_ints(r, 4, 5, 70)
-    facts = " ".join(f"{p} is {a} years old." for p, a in zip(people, ages))
-    old = r.random() < 0.5
-    k = ages.index(max(ages) if old else min(ages))
-    word = "oldest" if old else "youngest"
-    return choice_task(r, f"{facts} Who is the {word}?", people[k], [p for p in people if p != people[k]],
-                       f"{people[k]} is {ages[k]}, {'older' if old else 'younger'} than everyone else")
-
-
-REASONING_TEMPLATES = [r_number, r_measured, r_category, r_sequence, r_day, r_month, r_age]
+REASONING_TEMPLATES = [r_number, r_measured, r_category, r_sequence, r_day, r_month, r_age, r_lookup]
 
 
 def with_kind(tpl, r):
@@ -722,17 +762,17 @@ def rh_products(r):
     c, cs = r.choice(CONTAINERS)
     _, o = r.choice(OBJECTS)
     while True:
-        pairs = [(r.randint(2, 9), r.randint(2, 9)) for _ in range(4)]
+        pairs = [(r.randint(2, 6), r.randint(2, 6)) for _ in range(4)]
         totals = [a * b for a, b in pairs]
         if len(set(totals)) == 4:
             break
     most = r.random() < 0.5
-    k = totals.index(max(totals) if most else min(totals))
+    lines, best = compare_chain(totals, most)
+    k = totals.index(best)
     facts = " ".join(f"{p} has {a} {cs} with {b} {o} in each." for p, (a, b) in zip(people, pairs))
-    work = ", ".join(f"{p} has {a} * {b} = {t}" for p, (a, b), t in zip(people, pairs, totals))
+    work = [f"{p} has {a} * {b} = {t}." for p, (a, b), t in zip(people, pairs, totals)]
     return choice_task(r, f"{facts} Who has the {'most' if most else 'fewest'} {o}?", people[k],
-                       [p for p in people if p != people[k]], f"{work}; {people[k]} has the "
-                       f"{'most' if most else 'fewest'}")
+                       [p for p in people if p != people[k]], "\n".join(work + lines + [f"{people[k]} has {best}"]))
 
 
 def rh_sequence(r):

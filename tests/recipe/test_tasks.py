@@ -228,7 +228,8 @@ class GeneratedTasks(unittest.TestCase):
     def test_second_style(self):
         """About half of each pretraining pool answers in the second style, by kind: each kind of task (template)
         leans clearly to one style, and each family has kinds of both leanings (in math: the one-step kinds lean to
-        working and the two-step kinds both ways); the evaluation splits carry neither a style nor a kind."""
+        working and the two-step kinds both ways; in reasoning the answer-leaning kinds take the steps a
+        worked-leaning kind teaches); the evaluation splits carry neither a style nor a kind."""
         for fam in EVAL[:-1]:
             self.assertFalse([t["id"] for t in self.files[fam] if "style" in t or "kind" in t], fam)
             sft = self.files["sft-" + fam]
@@ -256,6 +257,16 @@ class GeneratedTasks(unittest.TestCase):
                         self.assertTrue([k for k in by_kind if not lean[k] and ops[k][:1] == ops[kind][:1]
                                          and len(ops[k]) > 1], f"math kind {kind!r}: no worked-leaning sibling")
                 self.assertEqual({lean[k] for k in by_kind if len(ops[k]) > 1}, {True, False})
+            if fam == "reasoning":  # each answer-leaning kind that works in steps shares them with a worked-leaning
+                # kind (the steps with their numbers blanked out)
+                forms = collections.defaultdict(set)
+                for t in sft:
+                    forms[t["kind"]].update(re.sub(r"\d+", "#", line) for line in t["solution"].split("\n")[1:-1])
+                stepped = [k for k in by_kind if lean[k] and forms[k]]
+                self.assertTrue(stepped, "no answer-leaning reasoning kind works in steps")
+                for kind in stepped:
+                    self.assertTrue([k for k in by_kind if not lean[k] and forms[kind] <= forms[k]],
+                                    f"reasoning kind {kind!r}: no worked-leaning kind takes the same steps")
             for t in sft:
                 self.assertIn(t.get("style"), (None, "second"), t["id"])
                 if t.get("style") == "second":
