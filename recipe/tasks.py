@@ -600,7 +600,8 @@ def gen_code_hard(r):
 # ---------------- 3. reasoning (ARC format) and 6. reasoning-hard ----------------
 
 def choice_task(r, stem, correct, distractors, reason):
-    """An ARC-format task: options lettered A-D in a random order; reason is one sentence without a full stop.
+    """An ARC-format task: options lettered A-D in a random order; reason is the working, a line a step, its last
+    sentence without a full stop.
     The worked answer names the right choice by its text ("so the answer is Thursday"), which the choice grader
     reads as well as a letter. (Ending with its letter asks a small model to find the letter before a word of
     the list: t2-tiny never learned that, and named the right item with a letter at random.)"""
