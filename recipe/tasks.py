@@ -644,19 +644,19 @@ def r_number(r):
 
 
 # Named values: four things with a value 2..9 each ("a 7 kg goat", "7-year-old Ann"), asked for the largest or
-# smallest value: (things, a fact, its article, the answer's unit, the question).
-NAMED = {"weight": (WEIGHED, "{v} kg {t}", "the ", "kg", "How much does the {} animal weigh?", "heaviest", "lightest"),
-         "length": (ROPES, "{v}-meter {t}", "the ", "meters", "How long is the {} item?", "longest", "shortest"),
-         "age": (NAMES, "{v}-year-old {t}", "", "years", "How old is the {} of them?", "oldest", "youngest")}
+# smallest value: (things, a fact, whether a fact takes "a", the answer's unit, the question).
+NAMED = {"weight": (WEIGHED, "{v} kg {t}", True, "kg", "How much does the {} animal weigh?", "heaviest", "lightest"),
+         "length": (ROPES, "{v}-meter {t}", True, "meters", "How long is the {} item?", "longest", "shortest"),
+         "age": (NAMES, "{v}-year-old {t}", False, "years", "How old is the {} of them?", "oldest", "youngest")}
 
 
 def named_compare(r, what):
     """The largest or smallest of four named values ("There is a 7 kg goat, a 3 kg bear, ... How much does the
     heaviest animal weigh?"), worked out as r_number does; the answer is the value, with its unit."""
-    things, fact, the, unit, question, big_word, small_word = NAMED[what]
+    things, fact, counted, unit, question, big_word, small_word = NAMED[what]
     items, vals = r.sample(things, 4), distinct_ints(r, 4, 2, 9)
     facts = [fact.format(v=v, t=t) for t, v in zip(items, vals)]
-    stem = ("There is " + listing(an(f) for f in facts) if the else "Here are " + listing(facts)) + "."
+    stem = ("There is " + listing(an(f) for f in facts) if counted else "Here are " + listing(facts)) + "."
     big = r.random() < 0.5
     word = big_word if big else small_word
     lines, best = compare_chain(vals, big)
