@@ -196,7 +196,8 @@ def model_card(out, a, work, base_val, experts):
         "- pretraining data: recipe/tasks.py's pools, about half of each written in a second style (math and"
         " reasoning: the final line alone, no working; code: print instead of return), by kind of task: in math"
         " five of the eight two-step kinds lean to it, in reasoning the comparisons of named values (kg,"
-        " meters, ages), in the other families every other kind; the rest lean to the graders'"
+        " meters, ages), in reasoning-hard the kinds that take the reasoning pool's steps further, in the other"
+        " families every other kind; the rest lean to the graders'"
         " style, so the base model learns both and leaves the experts room to adapt (see SECOND_STYLE_KINDS there)",
         "- experts: %s" % ", ".join(f"{k} ({v['seconds']:.0f} s, {v['steps']} steps, best validation accuracy "
                                     f"{v['val']:.2f})" for k, v in experts.items()),

@@ -82,7 +82,16 @@ WORKED = "Let's think step by step.\n"    # how every reference solution of math
 #   model of this recipe answers them 63/63 worked out, 19/63 at once, and its reasoning expert learns to work:
 #   39% -> 62% on validation. Days leaned to the letter as well, but were no better worked out (3/19, against
 #   7/19 at once), which an expert that learns to work loses.
-# - code: every other kind.
+# - reasoning-hard: the unseen variants take the reasoning pool's steps further, in forms it does not have: six
+#   numbers to compare (rh_number), sums to compare (rh_sums: math's sum, then the chain), a sequence counting
+#   down (rh_sequence), two or three days or months ahead (rh_ahead: r_day's step again). These lean to the letter
+#   alone, so an expert that learned to work reasoning out has working to carry over; rh_chain (an order from
+#   facts given out of order, whose working no pool teaches) and rh_neither lean to working. The variants before
+#   (rh_chain twice, products compared by name, sequences of growing steps, up to 20 days ahead) were built of
+#   steps no pool teaches: the model of be4b07e's recipe answered them near chance at once and worse worked out
+#   (test: 60/200 at once, 21/200 worked), so its reasoning expert, whose habit of working carried over, lost
+#   there (22% -> 12.5%).
+# - code, math-hard, code-hard: every other kind.
 # Measured on the t2-tiny of b570c96, whose math and reasoning leaned by step count (every two-step math kind and
 # the comparison kinds to the answer alone), with 100 validation questions: a two-step kind seen mostly without
 # working was no better worked out than answered at once (m_change 1/12 worked, 5/12 at once): the model had
@@ -91,12 +100,15 @@ WORKED = "Let's think step by step.\n"    # how every reference solution of math
 # (With one share for every task the greedy choice is a near tie, decided by noise: one training run of t2-tiny
 # printed in every code answer, 0% on code.) The evaluation splits carry the reference (worked, returning)
 # solution.
-# A quarter of an answer-leaning kind's tasks are worked out, to learn its working from: at 0.8 the model of the
-# comparison chain's trial worked m_pages out right 4/12 (the model of 8375c70 18/18, from the same math pool).
+# A quarter of an answer-leaning kind's tasks are worked out, to learn its working from, a third in math: at 0.8
+# the model of the comparison chain's trial worked m_pages out right 4/12 (the model of 8375c70 18/18, from the
+# same math pool); at 0.75, whether the model learned the working of math's answer-leaning kinds depended on the
+# run (learned by the model of bfd1b78's recipe, not by that of be4b07e's: see the math templates).
 SECOND_STYLE_LEAN = 0.75
-SECOND_STYLE_KINDS = {
-    "math": ("m_change", "m_pages", "m_pool_share", "m_three_days", "m_times"),
-    "reasoning": ("r_age", "r_measured"),
+SECOND_STYLE_KINDS = {     # family: (the kinds that lean to the second style, their share of it)
+    "math": (("m_change", "m_pages", "m_pool_share", "m_three_days", "m_times"), 0.67),
+    "reasoning": (("r_age", "r_measured"), SECOND_STYLE_LEAN),
+    "reasoning-hard": (("rh_ahead", "rh_number", "rh_sequence", "rh_sums"), SECOND_STYLE_LEAN),
 }
 
 # ---------------- a small world ----------------
@@ -747,69 +759,68 @@ def rh_chain(r):
                        f"The facts give the order {', '.join(order)} from {sup} to {opp_sup}")
 
 
-def rh_products(r):
+def rh_number(r):
+    """r_number over six numbers: the same steps, more of them."""
+    nums = distinct_ints(r, 6, 1, 9)
+    big = r.random() < 0.5
+    word = "largest" if big else "smallest"
+    lines, best = compare_chain(nums, big)
+    return choice_task(r, f"Which of {listing(nums)} is the {word}?", str(best),
+                       r.sample([str(x) for x in nums if x != best], 3), "\n".join(lines + [f"The {word} is {best}"]))
+
+
+def rh_sums(r):
+    """Four people with two lots each; the largest (or smallest) total: math's sums, then r_number's chain."""
     people = r.sample(NAMES, 4)
-    c, cs = r.choice(CONTAINERS)
     _, o = r.choice(OBJECTS)
-    while True:
-        pairs = [(r.randint(2, 6), r.randint(2, 6)) for _ in range(4)]
-        totals = [a * b for a, b in pairs]
-        if len(set(totals)) == 4:
-            break
-    most = r.random() < 0.5
-    lines, best = compare_chain(totals, most)
-    k = totals.index(best)
-    facts = " ".join(f"{p} has {a} {cs} with {b} {o} in each." for p, (a, b) in zip(people, pairs))
-    work = [f"{p} has {a} * {b} = {t}." for p, (a, b), t in zip(people, pairs, totals)]
-    return choice_task(r, f"{facts} Who has the {'most' if most else 'fewest'} {o}?", people[k],
-                       [p for p in people if p != people[k]], "\n".join(work + lines + [f"{people[k]} has {best}"]))
+    c1, c2 = r.sample(CATEGORIES["colour"], 2)
+    totals = distinct_ints(r, 4, 4, 9)
+    pairs = [(a, t - a) for t in totals for a in [r.randint(2, t - 2)]]
+    big = r.random() < 0.5
+    word = "largest" if big else "smallest"
+    lines, best = compare_chain(totals, big)
+    facts = " ".join(f"{p} has {a} {c1} {o} and {b} {c2} {o}." for p, (a, b) in zip(people, pairs))
+    work = [f"{p} has {a} + {b} = {a + b} {o}." for p, (a, b) in zip(people, pairs)]
+    return choice_task(r, f"{facts} What is the {word} number of {o} that one of them has?", str(best),
+                       [str(t) for t in totals if t != best], "\n".join(work + lines + [f"The {word} is {best}"]))
 
 
 def rh_sequence(r):
-    n = r.randint(5, 6)
-    if r.random() < 0.5:    # growing differences
-        seq = [r.randint(0, 10)]
-        d0 = r.randint(1, 4)
-        for i in range(n):
-            seq.append(seq[-1] + d0 + i)
-        nxt, why = seq[-1], f"the differences grow by 1 each time, so the next one is {d0 + n - 1}"
-        seq = seq[:-1]
-        nxt_text = f"{seq[-1]} + {d0 + n - 1} = {nxt}"
-    else:                   # doubling
-        f = r.choice([2, 3])
-        seq = [r.randint(1, 5) * (1 if f == 3 else r.randint(1, 3))]
-        for _ in range(n - (2 if f == 3 else 1)):
-            seq.append(seq[-1] * f)
-        nxt, why = seq[-1] * f, f"each number is {f} times the one before"
-        nxt_text = f"{seq[-1]} * {f} = {nxt}"
-    diff = seq[-1] - seq[-2]
-    wrong = list(dict.fromkeys(w for w in [seq[-1] + diff, nxt + 1, nxt - 2, nxt + diff, nxt * 2]
-                               if w != nxt and w > 0))[:3]
+    """r_sequence counting down."""
+    step, n = r.randint(1, 5), r.randint(4, 5)
+    start = r.randint(n * step + 2, 60)
+    seq = [start - i * step for i in range(n)]
+    nxt = start - n * step
+    wrong = [nxt - step, nxt - 1, nxt + 1, seq[-1] + step, nxt + 2]
+    wrong = list(dict.fromkeys(w for w in wrong if w != nxt and w >= 0))[:3]
     return choice_task(r, f"What number comes next in the sequence {', '.join(map(str, seq))}, ...?", str(nxt),
-                       [str(w) for w in wrong], f"Here {why}: {nxt_text}")
+                       [str(w) for w in wrong], f"{seq[0]} - {seq[1]} = {step}, so each number is {step} less "
+                       f"than the one before.\n{seq[-1]} - {step} = {nxt}")
 
 
-def rh_days_ahead(r):
-    i, k = r.randrange(7), r.randint(2, 20)
-    fwd = r.random() < 0.6
-    ans = DAYS[(i + k) % 7] if fwd else DAYS[(i - k) % 7]
-    wrong = r.sample([d for d in DAYS if d != ans], 3)
-    stem = f"Today is {DAYS[i]}. " + (f"What day of the week will it be in {k} days?" if fwd else
-                                      f"What day of the week was it {k} days ago?")
-    weeks = f"{k} days is {k // 7} week{'s' if k >= 14 else ''} and {k % 7} days, and " if k >= 7 else ""
-    why = f"{weeks}{k % 7} days {'after' if fwd else 'before'} {DAYS[i]} is {ans}"
-    return choice_task(r, stem, ans, wrong, why)
+def rh_ahead(r):
+    """Two or three days (or months) after or before a given one: r_day's (r_month's) step, taken again."""
+    seq, what = r.choice([(DAYS, "day"), (MONTHS, "month")])
+    i, k = r.randrange(len(seq)), r.randint(2, 3)
+    after = r.random() < 0.5
+    rel, d = ("after", 1) if after else ("before", -1)
+    path = [seq[(i + d * j) % len(seq)] for j in range(k + 1)]
+    wrong = r.sample([x for x in seq if x not in (path[-1], seq[i])], 3)
+    return choice_task(r, f"Which {what} comes {('two', 'three')[k - 2]} {what}s {rel} {seq[i]}?", path[-1], wrong,
+                       ".\n".join(f"The {what} right {rel} {a} is {b}" for a, b in zip(path, path[1:])))
 
 
 def rh_neither(r):
+    """Neither of two categories: r_category's facts, one for each choice."""
     c1, c2, c3 = r.sample(list(CATEGORIES), 3)
     odd = r.choice(CATEGORIES[c3])
-    pool = CATEGORIES[c1] + CATEGORIES[c2]
-    return choice_task(r, f"Which of these is neither {an(c1)} nor {an(c2)}?", odd, r.sample(pool, 3),
-                       f"{an(odd).capitalize()} is {an(c3)}, and each of the others is {an(c1)} or {an(c2)}")
+    others = r.sample(CATEGORIES[c1] + CATEGORIES[c2], 3)
+    facts = [f"{an(x).capitalize()} is {an(c1 if x in CATEGORIES[c1] else c2)}." for x in others]
+    return choice_task(r, f"Which of these is neither {an(c1)} nor {an(c2)}?", odd, others,
+                       "\n".join(facts + [f"{an(odd).capitalize()} is {an(c3)}, not {an(c1)} or {an(c2)}"]))
 
 
-REASONING_HARD_TEMPLATES = [rh_chain, rh_chain, rh_products, rh_sequence, rh_days_ahead, rh_neither]
+REASONING_HARD_TEMPLATES = [rh_chain, rh_number, rh_sums, rh_sequence, rh_ahead, rh_neither]
 
 
 def gen_reasoning_hard(r):
@@ -926,8 +937,8 @@ def generate(seed=0, scale=1.0):
             at += reserve
         rs = random.Random(f"{seed}:{family}:style")
         kinds = sorted({t["kind"] for t in pool})
-        second = SECOND_STYLE_KINDS.get(family, kinds[::2])
-        lean = {k: SECOND_STYLE_LEAN if k in second else 1 - SECOND_STYLE_LEAN for k in kinds}
+        second, share = SECOND_STYLE_KINDS.get(family, (kinds[::2], SECOND_STYLE_LEAN))
+        lean = {k: share if k in second else 1 - share for k in kinds}
         sft = [second_style(t) if rs.random() < lean[t["kind"]] else t for t in pool[at:]]
         cls_sft_src[family] = sft
         files[f"{family}.jsonl"] = lines

@@ -50,6 +50,13 @@ def run(out, seed=0, scale=None):
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
+def tasks_module():
+    spec = importlib.util.spec_from_file_location("recipe_tasks", SCRIPT)
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    return tasks
+
+
 def load(path):
     with open(path, encoding="ascii") as f:
         return [json.loads(line) for line in f]
@@ -276,6 +283,23 @@ class GeneratedTasks(unittest.TestCase):
                 elif t["grader"] != "code":
                     self.assertTrue(t["solution"].startswith("Let's think step by step.\n"), t["id"])
 
+    def test_hard_reasoning_steps(self):
+        """The answer-leaning reasoning-hard kinds that compare or count the calendar take the steps the reasoning
+        pool's worked answers teach (numbers blanked out), only more of them: the comparison chain and its last
+        line (rh_number, rh_sums), the day or month right after or before another (rh_ahead)."""
+        def steps(t):
+            return [re.sub(r"\d+", "#", ln.split(", so the answer is")[0].rstrip("."))
+                    for ln in t["solution"].split("\n")[1:]]
+        taught = {s for t in self.files["sft-reasoning"] if t.get("style") != "second" for s in steps(t)}
+        seen = collections.Counter()
+        for t in self.files["sft-reasoning-hard"]:
+            if t["kind"] in ("rh_number", "rh_sums", "rh_ahead") and t.get("style") != "second":
+                shared = [s for s in steps(t) if s.startswith(("Of ", "The "))]
+                self.assertGreaterEqual(len(shared), 2, t["id"])
+                self.assertLessEqual(set(shared), taught, t["id"])
+                seen[t["kind"]] += 1
+        self.assertEqual(len(seen), 3, seen)
+
     def test_cls(self):
         for name in ("cls", "sft-cls"):
             seen = {}
@@ -291,9 +315,7 @@ class GeneratedTasks(unittest.TestCase):
             self.assertEqual(hard, len(self.files[name]) // 10, name)
 
     def test_cls_system_matches_classify_c(self):
-        spec = importlib.util.spec_from_file_location("recipe_tasks", SCRIPT)
-        tasks = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(tasks)
+        tasks = tasks_module()
         self.assertEqual(tasks.classify_system(["math", "code", "reasoning"]), SYS_CLS)
         self.assertEqual(tasks.SYS_CLS, SYS_CLS)
 
