@@ -11,6 +11,9 @@
       the small-scale analogue of paper Tables 1 and 2 on models/t2-tiny: base, LoRA and SVF on each
       training family; base, LoRA, T2 prompt, T2 classifier and T2 few-shot (CEM) on the unseen variants;
       with trained parameter counts and first/second pass times.
+  t2tiny.py kinds      [--model DIR] [--expert NAME] [--family F,...] [--split S] [--limit N] [--show N]
+      accuracy by kind of task, answered greedily, with the working forced and with the answer forced at once:
+      where an expert has room to adapt (every trial of the recipe's pools was measured with it).
   t2tiny.py demo
       the main job: t2d on models/t2-tiny with its experts, one question of each kind answered in two
       passes (first-pass decision, expert used, answer, grader verdict).
@@ -385,6 +388,78 @@ def print_table(title, rows, cols, params):
         log(f"{name:<15}{params.get(name, 0):>9}{cells}{first:>12.2f}{second:>12.2f}")
 
 
+# ---------------------------------------------------------------- kinds
+
+def answer(model, expert, task, prefix):
+    """The model's greedy answer to task (in-process, `t2 model generate`), its text opening with prefix."""
+    chat = subprocess.run([T2, "model", "chat", "--model", model, "--system", task.get("system", ""), "--user",
+                           task["prompt"]], check=True, text=True, capture_output=True, env=ENV).stdout
+    ids = subprocess.run([T2, "model", "tokenize", "--model", model, "--no-special"], input=chat + prefix,
+                         check=True, text=True, capture_output=True, env=ENV).stdout.split()
+    cmd = [T2, "model", "generate", "--model", model, "--ids", ",".join(ids), "--max-tokens", "256", "--stop-eos",
+           "--json"] + (["--expert", expert] if expert else [])
+    out = last_json(subprocess.run(cmd, check=True, text=True, capture_output=True, env=ENV).stdout)["ids"]
+    text = subprocess.run([T2, "model", "detokenize", "--model", model, "--skip-special"], input=" ".join(map(str, out)),
+                          check=True, text=True, capture_output=True, env=ENV).stdout
+    return prefix + text
+
+
+def kinds(a):
+    """Accuracy by kind of task (template), three ways: greedy as the model chooses, with its answer made to open
+    with the working ("Let's think step by step.") and with the answer given at once (the pools' second style:
+    "#### ", "So the answer is (", ...). A kind the model answers at once that it would get right worked out is
+    room for an expert to adapt; the code families are answered greedily only."""
+    sys.path.insert(0, os.path.join(ROOT, "recipe"))
+    import tasks
+    work = os.path.abspath(a.work)
+    os.makedirs(work, exist_ok=True)
+    data = gen_data(work, a.seed)
+    kind_of = {}
+    tasks.generate(a.seed, kind_of=kind_of)
+    model = os.path.abspath(a.model)
+    expert = os.path.join(model, "experts", a.expert + ".safetensors") if a.expert else None
+    if expert and not os.path.exists(expert):
+        raise SystemExit(f"no expert {a.expert!r} in {model}/experts")
+    for fam in a.family.split(","):
+        src = os.path.join(data, fam + ".jsonl")
+        if not os.path.exists(src):
+            raise SystemExit(f"no family {fam!r} in {data}")
+        todo = [t for t in map(json.loads, open(src)) if t.get("split") == a.split][:a.limit or None]
+        modes = {"greedy": lambda t: ""}
+        if todo and todo[0]["grader"] != "code":
+            def at_once(t):
+                second = tasks.second_style(t)["solution"]
+                return second[:second.rindex(t["answer"])]
+            modes.update({"worked": lambda t: tasks.WORKED, "at once": at_once})
+        task_file = os.path.join(work, f"kinds-{fam}.jsonl")
+        with open(task_file, "w") as f:
+            f.writelines(json.dumps(t) + "\n" for t in todo)
+        right, shown = {}, {}
+        for mode, prefix in modes.items():
+            outs = os.path.join(work, f"kinds-{fam}-out.jsonl")
+            with open(outs, "w") as f:
+                for t in todo:
+                    text = answer(model, expert, t, prefix(t))
+                    f.write(json.dumps({"id": t["id"], "output": text}) + "\n")
+                    k = kind_of.get(t["id"], "?")
+                    if mode == "greedy" and shown.get(k, 0) < a.show:
+                        shown[k] = shown.get(k, 0) + 1
+                        log(f"[{k}] {t['prompt']}\n-> {text}\n")
+            g = last_json(subprocess.run([T2, "grade", "--task", task_file, "--outputs", outs, "--json"], check=True,
+                                         text=True, capture_output=True, env=ENV).stdout)
+            right[mode] = {v["id"]: bool(v.get("correct")) for v in g.get("verdicts", [])}
+        log(f"{fam}, {a.split} split, {len(todo)} tasks, {os.path.basename(model)}"
+            f"{' with expert ' + a.expert if a.expert else ''}: right answers by kind")
+        by = {}
+        for t in todo:
+            by.setdefault(kind_of.get(t["id"], "?"), []).append(t["id"])
+        w = max([16, *map(len, by)]) + 1
+        log(f"{'kind':<{w}}{'n':>5}" + "".join(f"{m:>9}" for m in modes))
+        for k, ids in sorted(by.items()) + [("all", [t["id"] for t in todo])]:
+            log(f"{k:<{w}}{len(ids):>5}" + "".join(f"{sum(right[m].get(i, False) for i in ids):>9}" for m in modes))
+        log("")
+
+
 # ---------------------------------------------------------------- demo
 
 def demo(a):
@@ -426,7 +501,7 @@ def demo(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["build", "reproduce", "demo"])
+    ap.add_argument("command", choices=["build", "reproduce", "demo", "kinds"])
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "t2-tiny"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vocab", type=int, default=1024)
@@ -447,11 +522,16 @@ def main():
     ap.add_argument("--cem-generations", type=int, default=10, help="the few-shot CEM search's generation budget")
     ap.add_argument("--dispatch", default="classifier")
     ap.add_argument("--install", action="store_true", help="build: copy the result into models/t2-tiny")
+    ap.add_argument("--model", default=MODEL, help="kinds: the model folder (its experts in experts/)")
+    ap.add_argument("--expert", help="kinds: answer with this expert of the model (e.g. math)")
+    ap.add_argument("--family", default=",".join([*FAMILIES, *HARD.values()]), help="kinds: families, comma-separated")
+    ap.add_argument("--split", default="validation", help="kinds: the split to answer")
+    ap.add_argument("--show", type=int, default=0, help="kinds: print the first N greedy answers of each kind")
     a = ap.parse_args()
     for exe in (T2, T2D):
         if not os.path.exists(exe):
             raise SystemExit(f"{exe} is missing: build first (meson setup build && meson compile -C build)")
-    {"build": build, "reproduce": reproduce, "demo": demo}[a.command](a)
+    {"build": build, "reproduce": reproduce, "demo": demo, "kinds": kinds}[a.command](a)
 
 
 if __name__ == "__main__":

@@ -899,19 +899,23 @@ def second_style(task):
     return t
 
 
-def finish(task, family, tid, split=None):
-    """The task as a line of family's file: the evaluation splits without the kind (it only steers the pools)."""
+def finish(task, family, tid, split=None, kind_of=None):
+    """The task as a line of family's file: the evaluation splits without the kind (it only steers the pools;
+    kind_of, if given, gets it by task id)."""
     t = dict(task)
     t["id"] = tid
     t["family"] = family
     if split:
         t["split"] = split
-        t.pop("kind", None)
+        kind = t.pop("kind", None)
+        if kind_of is not None and kind:
+            kind_of[tid] = kind
     return t
 
 
-def generate(seed=0, scale=1.0):
-    """All files as {file name: [task dicts]}, in writing order."""
+def generate(seed=0, scale=1.0, kind_of=None):
+    """All files as {file name: [task dicts]}, in writing order; kind_of (a dict), if given, gets the kind of
+    every evaluation task by id."""
     files = {}
     used = set()
     cls_src = {s: {} for s in SPLITS}       # split -> family -> tasks cls may draw from
@@ -930,7 +934,7 @@ def generate(seed=0, scale=1.0):
                 continue
             part = pool[at:at + sizes[split]]
             at += len(part)
-            lines += [finish(t, family, f"{family}-{split}-{i}", split) for i, t in enumerate(part)]
+            lines += [finish(t, family, f"{family}-{split}-{i}", split, kind_of) for i, t in enumerate(part)]
             cls_src[split][family] = part
         if family in HARD:
             cls_src["train"][family] = pool[at:at + reserve]

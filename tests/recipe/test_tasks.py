@@ -300,6 +300,16 @@ class GeneratedTasks(unittest.TestCase):
                 seen[t["kind"]] += 1
         self.assertEqual(len(seen), 3, seen)
 
+    def test_kinds_of_evaluation_tasks(self):
+        """generate() tells the kind of every evaluation task of families 1-6 (t2tiny.py kinds), which the files
+        do not carry."""
+        tasks = tasks_module()
+        kind_of = {}
+        files = tasks.generate(0, 0.1, kind_of=kind_of)
+        ids = {t["id"] for fam in EVAL[:-1] for t in files[f"{fam}.jsonl"]}
+        self.assertEqual(set(kind_of), ids)
+        self.assertIn("rh_ahead", kind_of.values())
+
     def test_cls(self):
         for name in ("cls", "sft-cls"):
             seen = {}
