@@ -16,7 +16,7 @@
       where an expert has room to adapt (every trial of the recipe's pools was measured with it).
   t2tiny.py demo
       the main job: t2d on models/t2-tiny with its experts, one question of each kind answered in two
-      passes (first-pass decision, expert used, answer, grader verdict).
+      passes (first-pass decision, expert used, answer, grader verdict), and the base model's answer beside it.
 
 Everything runs through the real tools (build/clients/t2, build/daemon/t2d); Python only drives them.
 """
@@ -462,6 +462,19 @@ def kinds(a):
 
 # ---------------------------------------------------------------- demo
 
+def grade(work, task, text):
+    """The grader's verdict on text as an answer to task, in words."""
+    one, outs = os.path.join(work, "demo-task.jsonl"), os.path.join(work, "demo-out.jsonl")
+    with open(one, "w") as out:
+        out.write(json.dumps(task) + "\n")
+    with open(outs, "w") as out:
+        out.write(json.dumps({"id": task["id"], "output": text}) + "\n")
+    gr = subprocess.run([T2, "grade", "--task", one, "--outputs", outs, "--json"], capture_output=True, text=True)
+    v = (last_json(gr.stdout).get("verdicts") or [{}])[0]
+    ref = f"reference answer {task['answer']!r}" if task.get("answer") else "its tests run in the sandbox"
+    return f"{'correct' if v.get('correct') else 'wrong'} ({ref}; {v.get('detail', '')})"
+
+
 def demo(a):
     work = os.path.abspath(a.work)
     os.makedirs(work, exist_ok=True)
@@ -484,17 +497,11 @@ def demo(a):
             log(f"-- first pass: label {dec.get('label', '?')!r}, expert {used}, {g.get('first_pass_seconds', 0):.3f} s")
             log(f"-- second pass ({g.get('second_pass_seconds', 0):.3f} s):")
             log(g.get("text", ""))
-            one = os.path.join(work, f"demo-{f}.jsonl")
-            with open(one, "w") as out:
-                out.write(json.dumps(task) + "\n")
-            outs = os.path.join(work, f"demo-{f}-out.jsonl")
-            with open(outs, "w") as out:
-                out.write(json.dumps({"id": task["id"], "output": g.get("text", "")}) + "\n")
-            gr = subprocess.run([T2, "grade", "--task", one, "--outputs", outs, "--json"], capture_output=True, text=True)
-            v = last_json(gr.stdout)
-            verdicts = v.get("verdicts") or [{}]
-            ref = f"reference answer {task['answer']!r}" if task.get("answer") else "its tests run in the sandbox"
-            log(f"-- grader: {'correct' if verdicts[0].get('correct') else 'wrong'} ({ref}; {verdicts[0].get('detail', '')})")
+            log(f"-- grader: {grade(work, task, g.get('text', ''))}")
+            base = d.j("generate", "--base", "--system", task.get("system", ""), "--max-tokens", "256", "--no-stream",
+                       task["prompt"]).get("text", "")
+            log("-- for comparison, the base model alone (no expert):"
+                + (" the same answer" if base == g.get("text", "") else f"\n{base}\n-- grader: {grade(work, task, base)}"))
     finally:
         d.stop()
 
