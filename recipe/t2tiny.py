@@ -196,12 +196,12 @@ def model_card(out, a, work, base_val, experts):
         " cosine decay" % (a.sft_steps, a.sft_batch, a.sft_minutes, a.sft_lr),
         "  - last log line: `%s`" % last_step[0],
         "  - `%s`" % saved[0],
-        "- pretraining data: recipe/tasks.py's pools, about half of each written in a second style (math and"
-        " reasoning: the final line alone, no working; code: print instead of return), by kind of task: in math"
-        " five of the eight two-step kinds lean to it, in reasoning the comparisons of named values (kg,"
-        " meters, ages), in reasoning-hard the kinds that take the reasoning pool's steps further, in the other"
-        " families every other kind; the rest lean to the graders'"
-        " style, so the base model learns both and leaves the experts room to adapt (see SECOND_STYLE_KINDS there)",
+        "- pretraining data: recipe/tasks.py's pools, 40% to half of each written in a second style (math and"
+        " reasoning: the final answer alone, no working; code: print instead of return), by kind of task: in math"
+        " three of the nine two-step kinds lean to it (each has a worked-leaning twin), in reasoning the"
+        " comparisons of named values (kg, meters, ages), in reasoning-hard the kinds that take the reasoning"
+        " pool's steps further, in the other families every other kind; the rest lean to the graders' style, so"
+        " the base model learns both and leaves the experts room to adapt (see SECOND_STYLE_KINDS there)",
         "- experts: %s" % ", ".join(f"{k} ({v['seconds']:.0f} s, {v['steps']} steps, best validation accuracy "
                                     f"{v['val']:.2f})" for k, v in experts.items()),
         "",
@@ -407,8 +407,8 @@ def answer(model, expert, task, prefix):
 def kinds(a):
     """Accuracy by kind of task (template), three ways: greedy as the model chooses, with its answer made to open
     with the working ("Let's think step by step.") and with the answer given at once (the pools' second style:
-    "#### ", "So the answer is (", ...). A kind the model answers at once that it would get right worked out is
-    room for an expert to adapt; the code families are answered greedily only."""
+    "The final answer is ", "So the answer is (", ...). A kind the model answers at once that it would get right
+    worked out is room for an expert to adapt; the code families are answered greedily only."""
     sys.path.insert(0, os.path.join(ROOT, "recipe"))
     import tasks
     work = os.path.abspath(a.work)

@@ -55,18 +55,34 @@ def classify_system(labels):
 SYS_CLS = classify_system(CLS_LABELS)
 LETTERS = ("A", "B", "C", "D")
 WORKED = "Let's think step by step.\n"    # how every reference solution of math and reasoning families opens
+AT_ONCE = "The final answer is "          # how math and math-hard answers without working open
 
 # The pretraining pools are not all written the way the graders want: like the mixed sources a real base model
-# learns from, part of each pool answers in a second style. Math solutions give only the final line and reasoning
+# learns from, part of each pool answers in a second style. Math solutions give only the final answer and reasoning
 # ones only the letter ("So the answer is (C)."), without working; code prints its result instead of returning it.
+# Both math families answer at once the same way (AT_ONCE: "The final answer is 5." in GSM8K's, which its grader
+# reads after "answer is", and "The final answer is \boxed{5}" in MATH's), so what the math expert learns against
+# answering at once can carry over to the unseen variants: where the GSM8K answer alone was "#### 5", the math
+# expert of bfd1b78's model (+12 on math) left math-hard's answers as they were (validation: greedy 2/50 with it,
+# 3/50 without, 8/50 with the working forced).
 # Which style a task gets depends on its kind (its template: sources differ by topic): some kinds of each family
 # lean to the second style (SECOND_STYLE_LEAN of their tasks, chosen by the seed), the others to the graders'
 # style (the rest). The base model learns both and follows each kind's leaning, so it leaves room to adapt: an
 # expert can learn which style its task rewards (working, then the answer; return, not print) across every kind,
 # as well as get better at the task itself. That needs kinds where the other style really pays:
-# - math: five of the eight two-step kinds lean to the answer alone, each beside a worked-leaning kind whose
-#   working starts the same way (a product first: m_change, m_pages and m_times beside m_pack_use and m_earn; a
-#   sum first: m_three_days and m_pool_share beside m_add_sub); one-step kinds lean to working.
+# - math: three of the nine two-step kinds lean to the answer alone and come up twice as often as the others. Each
+#   has a worked-leaning twin that takes the same two steps over the same numbers (m_change and m_pages: a
+#   product taken from a larger number; m_earn and m_pack_use: a small number taken from a product; m_pool_share
+#   and m_bags: a sum shared out), so the model learns their working from the twin, as reasoning's answer-leaning
+#   kinds learn theirs from r_number. One-step kinds lean to working. Before, five two-step kinds leaned to the
+#   answer and shared only their first step with a worked-leaning kind; whether the model learned the second
+#   depended on the run: the math expert gained 12 points on the model of bfd1b78's recipe, 0.5 on be4b07e's,
+#   and on two trials of 884cf00's (test: 82.5% -> 86%, worked out 85%; validation: 78.5% -> 80%). The twins
+#   teach the working (the model of this recipe, validation, greedy / worked out / at once: m_change 11 / 13 / 11
+#   of 17, m_earn 17 / 18 / 17 of 24, m_pool_share 13 / 15 / 13 of 20), but a two-step kind answered at once
+#   most of the time is answered at once nearly as well as worked out (m_pages, the same steps leaning to
+#   working: 2 of 12 at once), so there is still little room: math 82% -> 84% with the expert. An answer-leaning
+#   kind needs steps a model cannot take in its head, as reasoning's comparisons of four values (19/63 at once).
 # - reasoning: the comparisons are built of steps another kind teaches, as math's kinds share their arithmetic.
 #   r_number (the largest or smallest of four numbers 1..9) leans to working: one comparison of two numbers at a
 #   time (compare_chain). r_measured and r_age ask the same of four named values ("There is a 7 kg goat, ...
@@ -100,13 +116,14 @@ WORKED = "Let's think step by step.\n"    # how every reference solution of math
 # (With one share for every task the greedy choice is a near tie, decided by noise: one training run of t2-tiny
 # printed in every code answer, 0% on code.) The evaluation splits carry the reference (worked, returning)
 # solution.
-# A quarter of an answer-leaning kind's tasks are worked out, to learn its working from, a third in math: at 0.8
-# the model of the comparison chain's trial worked m_pages out right 4/12 (the model of 8375c70 18/18, from the
-# same math pool); at 0.75, whether the model learned the working of math's answer-leaning kinds depended on the
-# run (learned by the model of bfd1b78's recipe, not by that of be4b07e's: see the math templates).
+# A quarter of an answer-leaning kind's tasks are worked out, to learn its working from (15% in math, whose twins
+# teach it; so math's pool is 40% in the second style, the others about half): at 0.8 the model of the comparison
+# chain's trial worked m_pages out right 4/12 (the model of 8375c70 18/18, from the same math pool); at 0.75,
+# whether the model learned the working of math's answer-leaning kinds depended on the run (learned by the model
+# of bfd1b78's recipe, not by that of be4b07e's: see the math templates); the twins teach it.
 SECOND_STYLE_LEAN = 0.75
 SECOND_STYLE_KINDS = {     # family: (the kinds that lean to the second style, their share of it)
-    "math": (("m_change", "m_pages", "m_pool_share", "m_three_days", "m_times"), 0.67),
+    "math": (("m_change", "m_earn", "m_pool_share"), 0.85),
     "reasoning": (("r_age", "r_measured"), SECOND_STYLE_LEAN),
     "reasoning-hard": (("rh_ahead", "rh_number", "rh_sequence", "rh_sums"), SECOND_STYLE_LEAN),
 }
@@ -242,7 +259,7 @@ def m_pack_use(r):
 
 def m_change(r):
     n, m, s, o, c, cs = scene(r)
-    p, a = r.randint(2, 6), r.randint(2, 4)
+    p, a = r.randint(2, 6), r.randint(2, 6)
     money = a * p + r.randint(1, 7)
     q = f"{n} has {money} dollars and buys {a} {o} that cost {p} dollars each. How many dollars does {n} have left?"
     return q, [f"The {o} cost {a} * {p} = {a * p} dollars.",
@@ -258,6 +275,17 @@ def m_pool_share(r):
          f"{k} children. How many {o} does each child get?")
     return q, [f"Together they have {a} + {total - a} = {total} {o}.",
                f"Each child gets {total} / {k} = {each}."], each
+
+
+def m_bags(r):
+    n, m, s, o, c, cs = scene(r)
+    k, each = r.randint(2, 6), r.randint(2, 6)
+    total = k * each
+    a = r.randint(1, total - 1)
+    q = (f"{n} picks {a} {o} and {m} picks {total - a} {o}. They pack all of them into {k} {cs} with the same "
+         f"number in each. How many {o} go into each {c}?")
+    return q, [f"Together they have {a} + {total - a} = {total} {o}.",
+               f"Each {c} gets {total} / {k} = {each}."], each
 
 
 def m_times(r):
@@ -293,8 +321,11 @@ def m_three_days(r):
         a + b + d
 
 
-MATH_TEMPLATES = [m_pack, m_add, m_sub, m_share, m_price, m_add_sub, m_pack_use, m_change, m_pool_share, m_times,
-                  m_earn, m_pages, m_three_days]
+# The answer-leaning kinds (SECOND_STYLE_KINDS) come up twice as often as the others, and each has a worked-leaning
+# twin that takes the same two steps over the same numbers: m_change and m_pages, m_earn and m_pack_use,
+# m_pool_share and m_bags.
+MATH_TEMPLATES = [m_pack, m_add, m_sub, m_share, m_price, m_add_sub, m_pack_use, m_earn, m_earn, m_pages, m_change,
+                  m_change, m_bags, m_pool_share, m_pool_share, m_times, m_three_days]
 
 
 def gen_math(r):
@@ -402,7 +433,7 @@ def gen_math_hard(r):
     return {"kind": tpl.__name__, "system": SYS_MATH, "prompt": q, "answer": str(ans), "grader": "math",
             "label": "math",
             "extra": {"answer_format": "boxed"},
-            "solution": WORKED + "\n".join(steps) + f"\nThe final answer is \\boxed{{{ans}}}"}
+            "solution": WORKED + "\n".join(steps) + f"\n{AT_ONCE}\\boxed{{{ans}}}"}
 
 
 # ---------------- 2. code (MBPP format) and 5. code-hard (HumanEval format) ----------------
@@ -894,6 +925,8 @@ def second_style(task):
         last = sol.split("\n")[-1]
         if t["grader"] == "choice":
             last = f"So the answer is ({t['answer']})."
+        elif not last.startswith(AT_ONCE):      # GSM8K's "#### N"
+            last = f"{AT_ONCE}{t['answer']}."
         t["solution"] = last
     t["style"] = "second"
     return t
