@@ -266,26 +266,26 @@ def m_change(r):
                f"{money} - {a * p} = {money - a * p} dollars are left."], money - a * p
 
 
-def m_pool_share(r):
+def shared_out(r, question, each_of):
+    """Two people's things put together and shared out equally: the steps of m_pool_share and of its twin m_bags.
+    question and each_of (who gets a share) are formats over n, m, o, c, cs, a, b, k."""
     n, m, s, o, c, cs = scene(r)
     k, each = r.randint(2, 6), r.randint(2, 6)
     total = k * each
     a = r.randint(1, total - 1)
-    q = (f"{n} has {a} {o} and {m} has {total - a} {o}. They put them together and share them equally among "
-         f"{k} children. How many {o} does each child get?")
-    return q, [f"Together they have {a} + {total - a} = {total} {o}.",
-               f"Each child gets {total} / {k} = {each}."], each
+    names = {"n": n, "m": m, "o": o, "c": c, "cs": cs, "a": a, "b": total - a, "k": k}
+    return question.format(**names), [f"Together they have {a} + {total - a} = {total} {o}.",
+                                      f"Each {each_of.format(**names)} gets {total} / {k} = {each}."], each
+
+
+def m_pool_share(r):
+    return shared_out(r, "{n} has {a} {o} and {m} has {b} {o}. They put them together and share them equally among "
+                         "{k} children. How many {o} does each child get?", "child")
 
 
 def m_bags(r):
-    n, m, s, o, c, cs = scene(r)
-    k, each = r.randint(2, 6), r.randint(2, 6)
-    total = k * each
-    a = r.randint(1, total - 1)
-    q = (f"{n} picks {a} {o} and {m} picks {total - a} {o}. They pack all of them into {k} {cs} with the same "
-         f"number in each. How many {o} go into each {c}?")
-    return q, [f"Together they have {a} + {total - a} = {total} {o}.",
-               f"Each {c} gets {total} / {k} = {each}."], each
+    return shared_out(r, "{n} picks {a} {o} and {m} picks {b} {o}. They pack all of them into {k} {cs} with the same "
+                         "number in each. How many {o} go into each {c}?", "{c}")
 
 
 def m_times(r):
