@@ -81,8 +81,12 @@ AT_ONCE = "The final answer is "          # how math and math-hard answers witho
 #   teach the working (the model of this recipe, validation, greedy / worked out / at once: m_change 11 / 13 / 11
 #   of 17, m_earn 17 / 18 / 17 of 24, m_pool_share 13 / 15 / 13 of 20), but a two-step kind answered at once
 #   most of the time is answered at once nearly as well as worked out (m_pages, the same steps leaning to
-#   working: 2 of 12 at once), so there is still little room: math 82% -> 84% with the expert. An answer-leaning
-#   kind needs steps a model cannot take in its head, as reasoning's comparisons of four values (19/63 at once).
+#   working: 2 of 12 at once), so there is little room (test: 85.5% greedy, 92% worked out), and the math expert
+#   takes none of it (validation 82% -> 84%, test 85.5% -> 83%). An answer-leaning kind needs steps a model
+#   cannot take in its head, as reasoning's comparisons of four values (19/63 at once). A trial with three-step
+#   answer-leaning kinds (a*b + c*d, a*d - x - y, three parts shared out; each with a twin, three times as
+#   often) brought the base to 67% on test with room (a*d - x - y: 7/30 greedy, 19/30 worked out), but its math
+#   expert took none of it either (66.5%).
 # - reasoning: the comparisons are built of steps another kind teaches, as math's kinds share their arithmetic.
 #   r_number (the largest or smallest of four numbers 1..9) leans to working: one comparison of two numbers at a
 #   time (compare_chain). r_measured and r_age ask the same of four named values ("There is a 7 kg goat, ...
