@@ -260,16 +260,17 @@ class GeneratedTasks(unittest.TestCase):
                 # same numbers (most sums, products, ... of its working are ones the twin's working states)
                 shape, told, facts = {}, collections.defaultdict(set), collections.defaultdict(list)
                 for t in sft:
-                    prev, steps = None, []
+                    prev, steps, stated = None, [], []
                     for line in t["solution"].split("\n")[1:-1]:
                         x, op, y, z = re.search(r"(\d+) ([-+*/]) (\d+) = (\d+)", line).groups()
                         steps.append((op, x == prev, y == prev))
-                        facts[t["kind"]].append((x, op, y, z))
+                        stated.append((x, op, y, z))
                         prev = z
                     if steps:
                         shape[t["kind"]] = tuple(steps)
+                        facts[t["kind"]] += stated
                         if not lean[t["kind"]]:
-                            told[t["kind"]].update(facts[t["kind"]][-len(steps):])
+                            told[t["kind"]].update(stated)
                 for kind in by_kind:
                     if len(shape[kind]) == 1:
                         self.assertFalse(lean[kind], f"math kind {kind!r} takes one step")
