@@ -203,24 +203,55 @@ static int stop_cb(void *user, int32_t token, float lp) {
     return ++*(int *)user >= s_stop_after;
 }
 
+/* cancels its own sequence from the token callback at the second token, as another thread would mid-decode */
+typedef struct cancel_at {
+    t2x_seq *seq;
+    int seen;
+} cancel_at;
+static int cancel_cb(void *user, int32_t token, float lp) {
+    (void)token;
+    (void)lp;
+    cancel_at *c = user;
+    if (++c->seen == 2) t2x_cancel(c->seq);
+    return 0;
+}
+
 START_TEST(test_cancel_and_callback) {
     t2x *x = executor(2, 0);
     int32_t ids[6];
     prompt_of(ids, 6, 3);
-    t2x_seq *s = submit(x, ids, 6, 50, 0, 0);
+    t2_status st;
+    /* cancelled before it runs: it never decodes (a cancel racing a short run could otherwise lose) */
+    t2x_seq_params p0 = {.prompt = ids, .n_prompt = 6, .sampling = t2_sampler_default_params(), .max_tokens = 50};
+    t2x_seq *s = t2x_seq_new(&p0, &st);
     t2x_cancel(s);
+    ck_assert_int_eq(t2x_submit(x, s), T2_OK);
     ck_assert_int_eq(t2x_wait(s), T2_OK);
     ck_assert_int_eq(t2x_seq_stop(s), T2X_STOP_CANCELLED);
+    int n;
+    t2x_seq_tokens(s, &n);
+    ck_assert_int_lt(n, 50);
+    t2x_seq_free(s);
+    /* cancelled while decoding: it stops at the next step, long before max_tokens */
+    cancel_at c = {0};
+    t2x_seq_params pc = p0;
+    pc.on_token = cancel_cb;
+    pc.user = &c;
+    s = c.seq = t2x_seq_new(&pc, &st);
+    ck_assert_int_eq(t2x_submit(x, s), T2_OK);
+    ck_assert_int_eq(t2x_wait(s), T2_OK);
+    ck_assert_int_eq(t2x_seq_stop(s), T2X_STOP_CANCELLED);
+    t2x_seq_tokens(s, &n);
+    ck_assert_int_ge(n, 2);
+    ck_assert_int_le(n, 3);
     t2x_seq_free(s);
     int count = 0;
     s_stop_after = 3;
     t2x_seq_params p = {.prompt = ids, .n_prompt = 6, .sampling = t2_sampler_default_params(), .max_tokens = 50, .on_token = stop_cb,
                         .user = &count};
-    t2_status st;
     s = t2x_seq_new(&p, &st);
     t2x_submit(x, s);
     t2x_wait(s);
-    int n;
     t2x_seq_tokens(s, &n);
     ck_assert_int_eq(n, 3);
     ck_assert_int_eq(t2x_seq_stop(s), T2X_STOP_CALLBACK);
