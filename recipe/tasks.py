@@ -70,23 +70,23 @@ AT_ONCE = "The final answer is "          # how math and math-hard answers witho
 # style (the rest). The base model learns both and follows each kind's leaning, so it leaves room to adapt: an
 # expert can learn which style its task rewards (working, then the answer; return, not print) across every kind,
 # as well as get better at the task itself. That needs kinds where the other style really pays:
-# - math: three of the nine two-step kinds lean to the answer alone and come up twice as often as the others. Each
-#   has a worked-leaning twin that takes the same two steps over the same numbers (m_change and m_pages: a
-#   product taken from a larger number; m_earn and m_pack_use: a small number taken from a product; m_pool_share
-#   and m_bags: a sum shared out), so the model learns their working from the twin, as reasoning's answer-leaning
-#   kinds learn theirs from r_number. One-step kinds lean to working. Before, five two-step kinds leaned to the
-#   answer and shared only their first step with a worked-leaning kind; whether the model learned the second
-#   depended on the run: the math expert gained 12 points on the model of bfd1b78's recipe, 0.5 on be4b07e's,
-#   and on two trials of 884cf00's (test: 82.5% -> 86%, worked out 85%; validation: 78.5% -> 80%). The twins
-#   teach the working (the model of this recipe, validation, greedy / worked out / at once: m_change 11 / 13 / 11
-#   of 17, m_earn 17 / 18 / 17 of 24, m_pool_share 13 / 15 / 13 of 20), but a two-step kind answered at once
-#   most of the time is answered at once nearly as well as worked out (m_pages, the same steps leaning to
-#   working: 2 of 12 at once), so there is little room (test: 85.5% greedy, 92% worked out), and the math expert
-#   takes none of it (validation 82% -> 84%, test 85.5% -> 83%). An answer-leaning kind needs steps a model
-#   cannot take in its head, as reasoning's comparisons of four values (19/63 at once). A trial with three-step
-#   answer-leaning kinds (a*b + c*d, a*d - x - y, three parts shared out; each with a twin, three times as
-#   often) brought the base to 67% on test with room (a*d - x - y: 7/30 greedy, 19/30 worked out), but its math
-#   expert took none of it either (66.5%).
+# - math: the three kinds that take three steps lean to the answer alone and come up three times as often as the
+#   others: two products added (m_two_prices), two small numbers taken from a product (m_earn_twice), three parts
+#   put together and shared out (m_share_three). Each has a worked-leaning twin that takes the same three steps
+#   over the same numbers (m_two_packs, m_give_twice, m_pack_three), so the model learns their working from the
+#   twin, as reasoning's answer-leaning kinds learn theirs from r_number. The one- and two-step kinds lean to
+#   working. How it came to this:
+#   - five two-step kinds leaning to the answer, sharing only their first step with a worked-leaning kind: whether
+#     the model learned the second depended on the run: the math expert gained 12 points on the model of bfd1b78's
+#     recipe, 0.5 on be4b07e's, and on two trials of 884cf00's (test: 82.5% -> 86%; validation: 78.5% -> 80%);
+#   - three two-step kinds with twins (m_change and m_pages, m_earn and m_pack_use, m_pool_share and m_bags): the
+#     twins taught the working (validation, greedy / worked out / at once: m_change 11 / 13 / 11 of 17), but a
+#     two-step kind answered at once most of the time is answered at once nearly as well as worked out, so the base
+#     was too good (test 85.5%, 92% worked out) and its math expert took none of the room (test 85.5% -> 83%);
+#   - three-step kinds need working a model of this size cannot do in its head (a trial's base: a*d - x - y 7/30
+#     greedy, 19/30 worked out; 67% on test). Their room is taken by the math expert only when each reward is
+#     measured against the task's own mean (recipe/t2tiny.py math_expert: the trial's expert 66.5% with the batch's
+#     mean, 71.5% with the task's).
 # - reasoning: the comparisons are built of steps another kind teaches, as math's kinds share their arithmetic.
 #   r_number (the largest or smallest of four numbers 1..9) leans to working: one comparison of two numbers at a
 #   time (compare_chain). r_measured and r_age ask the same of four named values ("There is a 7 kg goat, ...
@@ -127,7 +127,7 @@ AT_ONCE = "The final answer is "          # how math and math-hard answers witho
 # of bfd1b78's recipe, not by that of be4b07e's: see the math templates); the twins teach it.
 SECOND_STYLE_LEAN = 0.75
 SECOND_STYLE_KINDS = {     # family: (the kinds that lean to the second style, their share of it)
-    "math": (("m_change", "m_earn", "m_pool_share"), 0.85),
+    "math": (("m_earn_twice", "m_share_three", "m_two_prices"), 0.85),
     "reasoning": (("r_age", "r_measured"), SECOND_STYLE_LEAN),
     "reasoning-hard": (("rh_ahead", "rh_number", "rh_sequence", "rh_sums"), SECOND_STYLE_LEAN),
 }
@@ -325,11 +325,90 @@ def m_three_days(r):
         a + b + d
 
 
-# The answer-leaning kinds (SECOND_STYLE_KINDS) come up twice as often as the others, and each has a worked-leaning
-# twin that takes the same two steps over the same numbers: m_change and m_pages, m_earn and m_pack_use,
-# m_pool_share and m_bags.
-MATH_TEMPLATES = [m_pack, m_add, m_sub, m_share, m_price, m_add_sub, m_pack_use, m_earn, m_earn, m_pages, m_change,
-                  m_change, m_bags, m_pool_share, m_pool_share, m_times, m_three_days]
+def worded(question, lines, **names):
+    """A word problem's (question, working lines, answer): question and lines (one a step) are formats over names,
+    whose "t" is the answer."""
+    return question.format(**names), [line.format(**names) for line in lines], names["t"]
+
+
+def bought_twice(r, question, lines):
+    """Two products added: the steps of m_two_prices and of its twin m_two_packs (see worded)."""
+    n, m, s, o, c, cs = scene(r)
+    a, b, c2, d = (r.randint(2, 6) for _ in range(4))
+    return worded(question, lines, n=n, m=m, o=o, c=c, cs=cs, a=a, b=b, c2=c2, d=d, p=a * b, q=c2 * d,
+                  t=a * b + c2 * d)
+
+
+def m_two_prices(r):
+    return bought_twice(r, "{n} buys {a} {o} at {b} dollars each and {c2} {cs} at {d} dollars each. How many "
+                           "dollars does {n} pay?",
+                        ["The {o} cost {a} * {b} = {p} dollars.", "The {cs} cost {c2} * {d} = {q} dollars.",
+                         "In all, {p} + {q} = {t} dollars."])
+
+
+def m_two_packs(r):
+    return bought_twice(r, "{n} has {a} {cs} with {b} {o} in each, and {m} has {c2} {cs} with {d} {o} in each. "
+                           "How many {o} do they have together?",
+                        ["{n} has {a} * {b} = {p} {o}.", "{m} has {c2} * {d} = {q} {o}.",
+                         "Together they have {p} + {q} = {t} {o}."])
+
+
+def taken_twice(r, question, lines):
+    """A product, then two small numbers taken from it: the steps of m_earn_twice and of its twin m_give_twice."""
+    n, m, s, o, c, cs = scene(r)
+    a, d = r.randint(2, 6), r.randint(2, 6)
+    x = r.randint(1, min(a * d - 2, 7))
+    y = r.randint(1, min(a * d - x - 1, 7))
+    return worded(question, lines, n=n, m=m, o=o, c=c, cs=cs, a=a, d=d, x=x, y=y, p=a * d, q=a * d - x,
+                  t=a * d - x - y)
+
+
+def m_earn_twice(r):
+    return taken_twice(r, "{n} earns {a} dollars each day for {d} days. Then {n} spends {x} dollars on lunch and "
+                          "{y} dollars on a ticket. How many dollars does {n} have left?",
+                       ["{n} earns {a} * {d} = {p} dollars.", "After lunch, {p} - {x} = {q} dollars.",
+                        "After the ticket, {q} - {y} = {t} dollars are left."])
+
+
+def m_give_twice(r):
+    return taken_twice(r, "{n} buys {a} {cs} of {o} with {d} {o} in each {c}. {n} gives {x} {o} to {m} and {y} "
+                          "to a friend. How many {o} does {n} have left?",
+                       ["{n} buys {a} * {d} = {p} {o}.", "After giving {m} some, {p} - {x} = {q}.",
+                        "After giving the friend some, {q} - {y} = {t} {o} are left."])
+
+
+def shared_three(r, question, each_of):
+    """Three people's things put together and shared out equally: the steps of m_share_three and of its twin
+    m_pack_three (each_of: who gets a share; see worded)."""
+    n, m, s, o, c, cs = scene(r)
+    p = r.choice([x for x in NAMES if x not in (n, m)])
+    while True:
+        a, b, d = r.randint(1, 7), r.randint(1, 7), r.randint(1, 7)
+        ks = [k for k in range(2, 7) if (a + b + d) % k == 0]
+        if ks:
+            break
+    k = r.choice(ks)
+    return worded(question, ["{n} and {m} have {a} + {b} = {ab} {o}.", "With {p}'s, {ab} + {d} = {total} {o}.",
+                             "Each " + each_of + " gets {total} / {k} = {t}."],
+                  n=n, m=m, p=p, o=o, c=c, cs=cs, a=a, b=b, d=d, k=k, ab=a + b, total=a + b + d, t=(a + b + d) // k)
+
+
+def m_share_three(r):
+    return shared_three(r, "{n} has {a} {o}, {m} has {b} {o} and {p} has {d} {o}. They put them together and share "
+                           "them equally among {k} children. How many {o} does each child get?", "child")
+
+
+def m_pack_three(r):
+    return shared_three(r, "{n} picks {a} {o}, {m} picks {b} {o} and {p} picks {d} {o}. They pack all of them into "
+                           "{k} {cs} with the same number in each. How many {o} go into each {c}?", "{c}")
+
+
+# The answer-leaning kinds (SECOND_STYLE_KINDS) take three steps and come up three times as often as the others;
+# each has a worked-leaning twin that takes the same three steps over the same numbers: m_two_prices and
+# m_two_packs, m_earn_twice and m_give_twice, m_share_three and m_pack_three.
+MATH_TEMPLATES = [m_pack, m_add, m_sub, m_share, m_price, m_add_sub, m_pack_use, m_earn, m_pages, m_change, m_bags,
+                  m_pool_share, m_times, m_three_days, m_two_packs, m_give_twice, m_pack_three] + \
+    3 * [m_two_prices, m_earn_twice, m_share_three]
 
 
 def gen_math(r):
