@@ -166,15 +166,19 @@ static void new_is_base_case(const char *dir) {
     ck_assert_int_eq(memcmp(t2_lora_paramsc(l), t2_lora_paramsc(l2), want * sizeof(float)), 0);
     t2_lora_free(l2);
 
-    /* logits: a context without any SVD cache, prompt rows above the GEMM threshold and a decode row */
+    /* logits: a context without any SVD cache, a prompt above the GEMM threshold and one below it. Each is
+     * compared with the base on the same rows: below the threshold the engine takes its own kernels, above
+     * it OpenBLAS (where the machine has no AVX-512), and the two need not agree to the last bit. */
     t2_adapter *a = lora_adapter(l);
     t2_ctx *c = tu_ctx_new(m, 32, 1, 32);
     static float base[24 * V], got[24 * V];
-    prompt_logits(c, NULL, 3, 24, base);
-    prompt_logits(c, a, 3, 24, got);
-    ck_assert_int_eq(memcmp(base, got, sizeof base), 0);
-    prompt_logits(c, a, 3, 5, got);
-    ck_assert_int_eq(memcmp(base, got, 5 * V * sizeof(float)), 0);
+    const int n_rows[2] = {24, 5};
+    for (int k = 0; k < 2; k++) {
+        prompt_logits(c, NULL, 3, n_rows[k], base);
+        prompt_logits(c, a, 3, n_rows[k], got);
+        ck_assert_msg(memcmp(base, got, (size_t)n_rows[k] * V * sizeof(float)) == 0, "%d rows: a new LoRA differs from the base",
+                      n_rows[k]);
+    }
     t2_ctx_free(c);
     t2_adapter_free(a);
     t2_lora_free(l);
