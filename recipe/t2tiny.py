@@ -53,12 +53,16 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, text=True, env=ENV, **kw)
 
 
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def gen_data(work, seed):
     """The task families, regenerated deterministically (never shipped: the seed is the data)."""
     data = os.path.join(work, "data")
     stamp = os.path.join(data, ".stamp")
-    with open(os.path.join(ROOT, "recipe", "tasks.py"), "rb") as f:
-        key = f"seed {seed} generator {hashlib.sha256(f.read()).hexdigest()}"
+    key = f"seed {seed} generator {sha256_file(os.path.join(ROOT, 'recipe', 'tasks.py'))}"
     if not (os.path.exists(stamp) and open(stamp).read() == key):
         shutil.rmtree(data, ignore_errors=True)
         run([sys.executable, os.path.join(ROOT, "recipe", "tasks.py"), "--out", data, "--seed", str(seed)],
@@ -303,7 +307,9 @@ def reproduce(a):
     # every finished cell is kept in cells.json: a run that is stopped resumes where it was (delete the file, or
     # use another --work, to start over); LoRA baselines are trained only when a cell still needs them
     cells_path = os.path.join(work, "cells.json")
-    key = {"model": hashlib.sha256(open(os.path.join(MODEL, "model.safetensors"), "rb").read()).hexdigest(),
+    edir = os.path.join(MODEL, "experts")
+    key = {"model": sha256_file(os.path.join(MODEL, "model.safetensors")),
+           "experts": {f: sha256_file(os.path.join(edir, f)) for f in sorted(os.listdir(edir))},
            "seed": a.seed, "limit": a.limit, "lora_minutes": a.lora_minutes, "lora_lr": a.lora_lr}
     cells = json.load(open(cells_path)) if os.path.exists(cells_path) else {}
     if cells.get("key") != key:
