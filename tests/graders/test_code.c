@@ -73,6 +73,11 @@ static size_t run_set(t2_plugins *reg, const char *spec, char *(*make)(const t2_
     return passed;
 }
 
+/* The reference sweeps check correctness, not speed: a reference solution that needs a few seconds of CPU
+ * (MBPP 123 sums amicable numbers below 10000) must not fail a loaded CI machine on the grader's default
+ * 10 s wall clock. The limits themselves are tested by test_hostile. */
+#define REFERENCE_SETTINGS "{\"timeout\": 300}"
+
 static char *solution_of(const t2_task *t) { return strdup(t->solution); }
 
 /* HumanEval's canonical solution as a whole program in a markdown answer with prose around it */
@@ -85,7 +90,7 @@ static char *fenced_program(const t2_task *t) {
 /* ---------------- HumanEval ---------------- */
 
 START_TEST(test_humaneval) {
-    t2_plugins *reg = gt_registry(NULL);
+    t2_plugins *reg = gt_registry(REFERENCE_SETTINGS);
     size_t n;
     ck_assert_uint_eq(run_set(reg, "humaneval", solution_of, &n, NULL), 164);
     ck_assert_uint_eq(n, 164);
@@ -122,7 +127,7 @@ END_TEST
 /* ---------------- MBPP ---------------- */
 
 START_TEST(test_mbpp) {
-    t2_plugins *reg = gt_registry(NULL);
+    t2_plugins *reg = gt_registry(REFERENCE_SETTINGS);
     size_t n;
     ck_assert_uint_eq(run_set(reg, "mbpp", solution_of, &n, NULL), 974);
     ck_assert_uint_eq(run_set(reg, "mbpp-sanitized", solution_of, &n, NULL), 427);
@@ -136,7 +141,7 @@ START_TEST(test_mbpp) {
 END_TEST
 
 START_TEST(test_mbpp_extra) {
-    t2_plugins *reg = gt_registry(NULL);
+    t2_plugins *reg = gt_registry(REFERENCE_SETTINGS);
     size_t n;
     /* the MBPP+ file here is a development snapshot of EvalPlus; in it two canonical solutions contradict
      * their own base assertions (are_equivalent(23, 47) and sum_div(8)) */
