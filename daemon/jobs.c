@@ -249,12 +249,20 @@ static void run_eval(runner *r, t2_host *h) {
 
 /* ---------------- threads ---------------- */
 
+/* The seed of a job's random stream (its batches, its samples): the integer "seed" of its settings, so that
+ * the same job on the same model runs the same whatever its id; without one, its id. */
+static uint64_t job_seed(const t2d_job *j) {
+    json_t *o = *j->settings ? json_loads(j->settings, 0, NULL) : NULL, *v = json_object_get(o, "seed");
+    uint64_t seed = json_is_integer(v) ? (uint64_t)json_integer_value(v) : (uint64_t)j->id * 0x9e3779b97f4a7c15ull;
+    json_decref(o);
+    return seed;
+}
+
 static void *run_job(void *arg) {
     runner *r = arg;
     t2d_jobs *js = r->js;
     t2_host h;
-    uint64_t seed = (uint64_t)r->job.id * 0x9e3779b97f4a7c15ull;
-    t2d_host_init(&h, js->d, r->job.tenant, r->job.id, seed, &r->cancel);
+    t2d_host_init(&h, js->d, r->job.tenant, r->job.id, job_seed(&r->job), &r->cancel);
     t2d_log(T2_LOG_INFO, "job=%lld tenant=%s kind=%s started", (long long)r->job.id, r->job.tenant, r->job.kind);
     if (!strcmp(r->job.kind, "train")) run_train(r, &h);
     else run_eval(r, &h);

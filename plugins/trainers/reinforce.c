@@ -23,8 +23,9 @@
  *
  * Settings (JSON object; all optional):
  *   steps 50, batch 8, group 1 (must divide batch), lr 2e-3, clip 1e-3, kl_coef 0, max_mult 2, normalize false, temperature 1.0,
- *   max_tokens 256, eval_every 10, val_size 64, train_split "train", val_split "validation", seed 0,
- *   target "z" ("weights" is refused with a pointer to `t2 model sft`, the offline tool that trains every weight) */
+ *   max_tokens 256, eval_every 10, val_size 64, train_split "train", val_split "validation",
+ *   seed (an integer: the daemon seeds the job's stream, which picks the tasks and samples, from it; without
+ *   it, from the job's id), target "z" ("weights" is refused with a pointer to `t2 model sft`, the offline tool that trains every weight) */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -121,6 +122,12 @@ static t2_status parse_settings(const char *text, settings *s, char *why, size_t
             json_decref(o);
             return T2_ERR_INVALID_ARG;
         }
+    }
+    json_t *seed = json_object_get(o, "seed");
+    if (seed && !(json_is_integer(seed) && json_integer_value(seed) >= 0)) {
+        snprintf(why, cap, "seed: need an integer >= 0");
+        json_decref(o);
+        return T2_ERR_INVALID_ARG;
     }
     s->steps = (int)num(o, "steps", s->steps);
     s->batch = (int)num(o, "batch", s->batch);

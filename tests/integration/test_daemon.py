@@ -49,6 +49,8 @@ class Daemon:
             for root, _, files in os.walk(d):
                 if os.path.abspath(root).startswith(os.path.abspath(ARGS.workdir)):
                     continue  # our own copies
+                if d != ARGS.plugins and root != d:
+                    continue  # other folders give their own plugins only, not old copies in a work folder under them
                 for f in files:
                     if f.endswith(".so"):
                         shutil.copy(os.path.join(root, f), self.plugin_dir)
@@ -488,9 +490,33 @@ def t_lora(d):
             f"served, evaluated, not mixable, export/import")
 
 
+def t_seed(d):
+    """A train job's "seed" seeds its random stream whatever its id: the LoRA trainer draws A from that stream
+    first, so two jobs with one seed write the same A and another seed writes another."""
+    ds = os.path.join(ARGS.workdir, "letters.jsonl")
+    tensors = {}
+    for name, seed in (("seed7a", 7), ("seed7b", 7), ("seed8", 8)):
+        st = json.dumps({"steps": 1, "batch": 2, "max_tokens": 4, "eval_every": 0, "val_size": 1, "rank": 2, "alpha": 4,
+                         "modules": "attn", "seed": seed})
+        r = d.t2("train", "--trainer", "lora", "--dataset", ds, "--expert", name, "--settings", st, "--follow", "--json")
+        job = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+        check(job.get("state") == "done", f"seed {seed} job: {job}")
+        path = os.path.join(ARGS.workdir, name + ".safetensors")
+        d.t2("expert", "export", name, "-o", path)
+        raw = open(path, "rb").read()
+        tensors[name] = raw[8 + int.from_bytes(raw[:8], "little"):]   # the tensor data after the JSON header
+    check(len(tensors["seed7a"]) > 0 and tensors["seed7a"] == tensors["seed7b"], "two jobs with seed 7 trained different LoRAs")
+    check(tensors["seed7a"] != tensors["seed8"], "seeds 7 and 8 trained the same LoRA")
+    r = d.t2("train", "--trainer", "reinforce", "--dataset", ds, "--expert", "seedbad", "--settings", '{"seed": "x"}',
+             "--follow", "--json", check=False)
+    job = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+    check(job.get("state") == "failed" and "seed" in (job.get("error") or ""), f"a seed that is not an integer: {job}")
+    return f"one seed, one LoRA ({len(tensors['seed7a'])} bytes) across job ids; another seed, another; a bad seed refused"
+
+
 TESTS = [("info", t_info), ("generate", t_generate), ("concurrent", t_concurrent), ("malformed", t_malformed),
          ("plugins-refused", t_plugins_refused), ("jobs", t_jobs), ("restart", t_restart), ("tenants", t_tenants),
-         ("sdk", t_sdk), ("two-pass", t_two_pass), ("cem", t_cem), ("lora", t_lora)]
+         ("sdk", t_sdk), ("two-pass", t_two_pass), ("cem", t_cem), ("lora", t_lora), ("seed", t_seed)]
 
 MODEL = None
 
