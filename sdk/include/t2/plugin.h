@@ -169,7 +169,7 @@ typedef struct t2_host_api {
      * without a tenant or job. */
     void (*log)(t2_host *h, t2_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
     void (*free)(void *p);                 /* releases what the host handed out as owned */
-    uint64_t (*rand_u64)(t2_host *h);      /* the caller's seeded stream (a job's seed makes it reproducible) */
+    uint64_t (*rand_u64)(t2_host *h);      /* the caller's seeded stream (a job's: from its settings' integer "seed", else its id) */
     double (*rand_uniform)(t2_host *h);    /* [0, 1) */
     double (*rand_normal)(t2_host *h);     /* N(0, 1) */
     /* Nonzero once the job or request was cancelled or the daemon is draining: stop soon. */
