@@ -87,7 +87,7 @@ AT_ONCE = "The final answer is "          # how math and math-hard answers witho
 #     greedy, 19/30 worked out; 67% on test). Their room is taken by the math expert only when each reward is
 #     measured against the task's own mean (recipe/t2tiny.py math_expert: the trial's expert 66.5% with the batch's
 #     mean, 71.5% with the task's). The model of this recipe: base 69.5% on validation, 73% on test; its math
-#     expert 81% on validation, 77.5% on test (math_expert records the trials of its settings).
+#     expert 81.5% on validation, 78.5% on test (math_expert records the trials of its settings).
 # - reasoning: the comparisons are built of steps another kind teaches, as math's kinds share their arithmetic.
 #   r_number (the largest or smallest of four numbers 1..9) leans to working: one comparison of two numbers at a
 #   time (compare_chain). r_measured and r_age ask the same of four named values ("There is a 7 kg goat, ...
