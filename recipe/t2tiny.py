@@ -14,9 +14,10 @@
   t2tiny.py kinds      [--model DIR] [--expert NAME] [--family F,...] [--split S] [--limit N] [--show N]
       accuracy by kind of task, answered greedily, with the working forced and with the answer forced at once:
       where an expert has room to adapt (every trial of the recipe's pools was measured with it).
-  t2tiny.py demo
+  t2tiny.py demo       [--dispatch classifier|prompt] [--demo-n N]
       the main job: t2d on models/t2-tiny with its experts, one question of each kind answered in two
-      passes (first-pass decision, expert used, answer, grader verdict), and the base model's answer beside it.
+      passes (first-pass decision, expert used, answer, grader verdict), and the base model's answer beside it;
+      then the first N (20) test questions of each kind graded both ways.
 
 Everything runs through the real tools (build/clients/t2, build/daemon/t2d); Python only drives them.
 """
@@ -31,8 +32,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-T2 = os.path.join(ROOT, "build", "clients", "t2")
-T2D = os.path.join(ROOT, "build", "daemon", "t2d")
+T2 = os.environ.get("T2_BIN") or os.path.join(ROOT, "build", "clients", "t2")      # the tests point these at
+T2D = os.environ.get("T2D_BIN") or os.path.join(ROOT, "build", "daemon", "t2d")    # the build they test
 MODEL = os.path.join(ROOT, "models", "t2-tiny")
 FAMILIES = ["math", "code", "reasoning"]
 HARD = {"math": "math-hard", "code": "code-hard", "reasoning": "reasoning-hard"}
@@ -525,6 +526,15 @@ def demo(a):
                        task["prompt"]).get("text", "")
             log("-- for comparison, the base model alone (no expert):"
                 + (" the same answer" if base == g.get("text", "") else f"\n{base}\n-- grader: {grade(work, task, base)}"))
+        # one question each is an anecdote: the first demo_n test questions of each family, graded as eval jobs
+        log("")
+        log(f"== the first {a.demo_n} test questions of each family, graded (t2 eval --limit {a.demo_n})")
+        for f in FAMILIES:
+            ds = os.path.join(data, f + ".jsonl")
+            two = d.eval(ds, limit=a.demo_n, route=["--dispatch", a.dispatch])
+            base = d.eval(ds, limit=a.demo_n)
+            log(f"{f:10s} two passes ({a.dispatch}): {round(two['accuracy'] * two['n'])}/{two['n']} correct;"
+                f" the base model alone: {round(base['accuracy'] * base['n'])}/{base['n']}")
     finally:
         d.stop()
 
@@ -551,6 +561,7 @@ def main():
     ap.add_argument("--limit", type=int, default=0, help="evaluate at most N tasks per table cell")
     ap.add_argument("--cem-generations", type=int, default=10, help="the few-shot CEM search's generation budget")
     ap.add_argument("--dispatch", default="classifier")
+    ap.add_argument("--demo-n", type=int, default=20, help="demo: how many test questions of each family to grade")
     ap.add_argument("--install", action="store_true", help="build: copy the result into models/t2-tiny")
     ap.add_argument("--model", default=MODEL, help="kinds: the model folder (its experts in experts/)")
     ap.add_argument("--expert", help="kinds: answer with this expert of the model (e.g. math)")
