@@ -25,7 +25,8 @@
  *   steps 50, batch 8, group 1 (must divide batch), lr 2e-3, clip 1e-3, kl_coef 0, max_mult 2, normalize false, temperature 1.0,
  *   max_tokens 256, eval_every 10, val_size 64, train_split "train", val_split "validation",
  *   seed (an integer: the daemon seeds the job's stream, which picks the tasks and samples, from it; without
- *   it, from the job's id), target "z" ("weights" is refused with a pointer to `t2 model sft`, the offline tool that trains every weight) */
+ *   it, from the job's id), target "z" ("weights" is refused with a pointer to `t2 model sft`, the offline
+ *   tool that trains every weight) */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
