@@ -533,8 +533,8 @@ def demo(a):
             ds = os.path.join(data, f + ".jsonl")
             two = d.eval(ds, limit=a.demo_n, route=["--dispatch", a.dispatch])
             base = d.eval(ds, limit=a.demo_n)
-            log(f"{f:10s} two passes ({a.dispatch}): {round(two['accuracy'] * two['n'])}/{two['n']} correct;"
-                f" the base model alone: {round(base['accuracy'] * base['n'])}/{base['n']}")
+            log(f"{f:10s} two passes ({a.dispatch}): {two['correct']}/{two['n']} correct;"
+                f" the base model alone: {base['correct']}/{base['n']}")
     finally:
         d.stop()
 

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -424,14 +423,12 @@ def t_two_pass(d):
     ds = os.path.join(ARGS.workdir, "letters.jsonl")
     small = json.dumps({"steps": 2, "batch": 2, "max_tokens": 4, "eval_every": 1, "val_size": 2})
     for trainer, name, label in (("cls", "router2", "classifier"), ("sft", "sft1", "letters")):
-        r = d.t2("train", "--trainer", trainer, "--dataset", ds, "--expert", name, "--label", label, "--settings", small,
-                 "--follow", "--json")
-        job = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+        job = d.j("train", "--trainer", trainer, "--dataset", ds, "--expert", name, "--label", label, "--settings", small,
+                  "--follow")
         check(job.get("state") == "done", f"{trainer} job: {job}")
         meta = d.j("expert", "show", name)["meta"]
         check(json.loads(meta).get("trainer") == trainer and json.loads(meta).get("kind") == "svf", f"{trainer} expert meta {meta}")
-    ev = d.t2("eval", "--dataset", ds, "--dispatch", "prompt", "--limit", "3", "--follow", "--json")
-    job = json.loads([ln for ln in ev.stdout.splitlines() if ln.startswith("{")][-1])
+    job = d.j("eval", "--dataset", ds, "--dispatch", "prompt", "--limit", "3", "--follow")
     res = json.loads(job["result"])
     check(res["n"] == 3 and res["first_pass_seconds"] > 0, f"eval via prompt dispatch: {res}")
     return (f"prompt + classifier dispatch, {hits} prefix-cache hit(s) with an identical first pass, "
@@ -441,9 +438,8 @@ def t_two_pass(d):
 def t_cem(d):
     ds = os.path.join(ARGS.workdir, "letters.jsonl")
     s = json.dumps({"generations": 2, "population": 4, "batch": 2, "max_tokens": 4, "eval_every": 1, "val_size": 2, "seed": 3})
-    r = d.t2("train", "--trainer", "cem-svf", "--dataset", ds, "--expert", "cs1", "--label", "letters", "--settings", s,
-             "--follow", "--json")
-    job = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+    job = d.j("train", "--trainer", "cem-svf", "--dataset", ds, "--expert", "cs1", "--label", "letters", "--settings", s,
+              "--follow")
     check(job.get("state") == "done", f"cem-svf job {job}")
     check(json.loads(d.j("expert", "show", "cs1")["meta"]).get("trainer") == "cem-svf", "cem-svf expert meta")
     st = json.dumps({"generations": 2, "population": 4, "n": 3, "max_tokens": 4})
@@ -465,9 +461,8 @@ def t_lora(d):
     for name, objective in (("lora-rl", "reinforce"), ("lora-sft", "sft")):
         st = json.dumps({"steps": 2, "batch": 2, "max_tokens": 4, "eval_every": 1, "val_size": 2, "rank": 4, "alpha": 8,
                          "modules": "attn", "objective": objective})
-        r = d.t2("train", "--trainer", "lora", "--dataset", ds, "--expert", name, "--label", "letters", "--settings", st,
-                 "--follow", "--json")
-        job = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+        job = d.j("train", "--trainer", "lora", "--dataset", ds, "--expert", name, "--label", "letters", "--settings", st,
+                  "--follow")
         check(job.get("state") == "done", f"lora ({objective}) job: {job}")
     ex = d.j("expert", "show", "lora-rl")
     meta = json.loads(ex["meta"])
@@ -479,8 +474,7 @@ def t_lora(d):
     check(g["decision"]["mix"][0]["expert"] == "lora-rl", f"decision {g['decision']}")
     bad = d.t2("generate", "--mix", "lora-rl:0.5,letters1:0.5", "--max-tokens", "2", "x", check=False)
     check(bad.returncode != 0 and "LoRA" in bad.stderr, f"a mixture with a LoRA expert: exit {bad.returncode} {bad.stderr.strip()}")
-    ev = d.t2("eval", "--dataset", ds, "--expert", "lora-sft", "--limit", "3", "--follow", "--json")
-    res = json.loads(json.loads([ln for ln in ev.stdout.splitlines() if ln.startswith("{")][-1])["result"])
+    res = json.loads(d.j("eval", "--dataset", ds, "--expert", "lora-sft", "--limit", "3", "--follow")["result"])
     check(res["trained_params"] == d.j("expert", "show", "lora-sft")["n_params"], f"eval trained_params {res['trained_params']}")
     exp = os.path.join(ARGS.workdir, "lora-rl.safetensors")
     d.t2("expert", "export", "lora-rl", "-o", exp)
@@ -498,8 +492,7 @@ def t_seed(d):
     for name, seed in (("seed7a", 7), ("seed7b", 7), ("seed8", 8)):
         st = json.dumps({"steps": 1, "batch": 2, "max_tokens": 4, "eval_every": 0, "val_size": 1, "rank": 2, "alpha": 4,
                          "modules": "attn", "seed": seed})
-        r = d.t2("train", "--trainer", "lora", "--dataset", ds, "--expert", name, "--settings", st, "--follow", "--json")
-        job = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+        job = d.j("train", "--trainer", "lora", "--dataset", ds, "--expert", name, "--settings", st, "--follow")
         check(job.get("state") == "done", f"seed {seed} job: {job}")
         path = os.path.join(ARGS.workdir, name + ".safetensors")
         d.t2("expert", "export", name, "-o", path)
@@ -507,9 +500,8 @@ def t_seed(d):
         tensors[name] = raw[8 + int.from_bytes(raw[:8], "little"):]   # the tensor data after the JSON header
     check(len(tensors["seed7a"]) > 0 and tensors["seed7a"] == tensors["seed7b"], "two jobs with seed 7 trained different LoRAs")
     check(tensors["seed7a"] != tensors["seed8"], "seeds 7 and 8 trained the same LoRA")
-    r = d.t2("train", "--trainer", "reinforce", "--dataset", ds, "--expert", "seedbad", "--settings", '{"seed": "x"}',
-             "--follow", "--json", check=False)
-    job = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+    job = d.j("train", "--trainer", "reinforce", "--dataset", ds, "--expert", "seedbad", "--settings", '{"seed": "x"}',
+              "--follow", check=False)
     check(job.get("state") == "failed" and "seed" in (job.get("error") or ""), f"a seed that is not an integer: {job}")
     return f"one seed, one LoRA ({len(tensors['seed7a'])} bytes) across job ids; another seed, another; a bad seed refused"
 
